@@ -1,0 +1,58 @@
+"""The one partitioning of the platform: the UTC ingestion hour.
+
+Partition H holds the market as captured during hour H. ``end_offset=1`` makes the
+in-progress hour a partition, so the hourly schedule can materialise it a few minutes
+after the hour starts. ``CRYPTO_PARTITIONS_START`` moves the first partition.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from datetime import datetime, timedelta, timezone
+
+from dagster import HourlyPartitionsDefinition
+
+HOUR = timedelta(hours=1)
+PARTITION_KEY_FORMAT = "%Y-%m-%d-%H:%M"
+DEFAULT_START = "2026-01-01-00:00"
+
+hourly_partitions = HourlyPartitionsDefinition(
+    start_date=os.environ.get("CRYPTO_PARTITIONS_START", DEFAULT_START),
+    end_offset=1,
+    timezone="UTC",
+)
+
+
+def floor_hour(moment: datetime) -> datetime:
+    """The start of the UTC hour that contains ``moment``."""
+    moment = moment.astimezone(timezone.utc)
+    return moment.replace(minute=0, second=0, microsecond=0)
+
+
+def hours_in(start: datetime, end: datetime) -> list[datetime]:
+    """Every hour start in [start, end), in order."""
+    hours, hour = [], floor_hour(start)
+    while hour < end:
+        hours.append(hour)
+        hour += HOUR
+    return hours
+
+
+def partition_key(hour: datetime) -> str:
+    return floor_hour(hour).strftime(PARTITION_KEY_FORMAT)
+
+
+def hour_of_key(key: str) -> datetime:
+    return datetime.strptime(key, PARTITION_KEY_FORMAT).replace(tzinfo=timezone.utc)
+
+
+def current_hour() -> datetime:
+    return floor_hour(datetime.now(timezone.utc))
+
+
+if __name__ == "__main__":
+    # `python -m crypto_assets.partitions [HOURS_BACK]`: the key of the current hour (or of
+    # an hour before it), for `dagster asset materialize --partition` in scripts.
+    back = int(sys.argv[1]) if len(sys.argv) > 1 else 0
+    print(partition_key(current_hour() - back * HOUR))
