@@ -47,6 +47,11 @@ def hour_of_key(key: str) -> datetime:
     return datetime.strptime(key, PARTITION_KEY_FORMAT).replace(tzinfo=timezone.utc)
 
 
+def hour_label(hour: datetime) -> str:
+    """How hours are named in metadata and logs: ``2026-11-25T13:00Z``."""
+    return floor_hour(hour).strftime("%Y-%m-%dT%H:00Z")
+
+
 def current_hour() -> datetime:
     return floor_hour(datetime.now(timezone.utc))
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import pyarrow as pa
+from dagster import AssetKey
 
 TS = pa.timestamp("us", tz="UTC")
 
@@ -28,6 +29,10 @@ class LakeTable:
     @property
     def path(self) -> str:
         return f"{self.schema_name}/{self.name}"
+
+    @property
+    def asset_key(self) -> AssetKey:
+        return AssetKey([self.schema_name, self.name])
 
 
 def _schema(*columns: tuple[str, pa.DataType]) -> pa.Schema:

@@ -1,0 +1,58 @@
+# One command runs the pipeline (`make demo`), one tests it (`make test`). Every target
+# installs what it needs first; `make setup` is idempotent and skips what is present.
+
+VENV        ?= .venv
+PY          := $(VENV)/bin/python
+DAGSTER     := $(VENV)/bin/dagster
+export DAGSTER_HOME ?= $(CURDIR)/data/dagster_home
+# unixODBC plus the SQLite3, PostgreSQL and FreeTDS ODBC drivers (registered in /etc/odbcinst.ini).
+ODBC_PACKAGES := unixodbc libsqliteodbc odbc-postgresql tdsodbc
+SUDO        := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: setup system demo test run ui bench clean
+
+setup: system $(VENV)/.installed
+
+# OS packages: a Java 17+ runtime for Spark, unixODBC and its drivers, python3-venv.
+system:
+	@missing=""; \
+	for pkg in $(ODBC_PACKAGES); do dpkg -s $$pkg >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
+	java_major=$$(java -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -n1); \
+	if [ -z "$$java_major" ] || [ "$$java_major" -lt 17 ]; then missing="$$missing default-jre-headless"; fi; \
+	python3 -c 'import ensurepip, venv' 2>/dev/null || missing="$$missing python3-venv"; \
+	if [ -n "$$missing" ]; then \
+		echo "Installing OS packages:$$missing"; \
+		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi; \
+	java -version 2>&1 | head -n1; odbcinst -q -d | tr '\n' ' '; echo
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+# The offline demo: 3 past hours (history backfill) and the current hour against the simulator.
+demo: setup
+	$(PY) -m crypto_assets.demo
+
+test: setup
+	$(PY) -m pytest
+
+# The current hour from the live CoinGecko API (set COINGECKO_API_KEY, COINGECKO_PLAN).
+run: setup
+	mkdir -p $(DAGSTER_HOME)
+	$(DAGSTER) asset materialize -m crypto_assets.definitions --select '*' \
+		--partition $$($(PY) -m crypto_assets.partitions)
+
+# The Dagster UI on http://127.0.0.1:3000 (schedules run while it is up).
+ui: setup
+	mkdir -p $(DAGSTER_HOME)
+	$(DAGSTER) dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+bench: setup
+	$(PY) -m benchmarks.pipeline
+	$(PY) -m benchmarks.warehouse_load
+
+clean:
+	rm -rf data

@@ -1,0 +1,137 @@
+"""Gold: business tables over Silver, per hour window.
+
+The overview and distribution read just the window; volatility and trends look back over
+earlier Silver hours, declared with a ``TimeWindowPartitionMapping`` so the graph shows it.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSpec,
+    AssetDep,
+    AssetExecutionContext,
+    MaterializeResult,
+    TimeWindowPartitionMapping,
+    asset,
+)
+
+from crypto_assets.assets.common import BACKFILL_POLICY, run_window, table_metadata
+from crypto_assets.partitions import hour_label, hourly_partitions
+from crypto_assets.resources.lakehouse import LakehouseResource
+from crypto_assets.resources.spark import SparkResource
+from crypto_assets.tables import GOLD_DISTRIBUTION, GOLD_OVERVIEW, GOLD_TRENDS, GOLD_VOLATILITY, SILVER, LakeTable
+from crypto_assets.transforms import gold as transforms
+
+# Distribution shares are sums of floats: equal to 1 within this.
+SHARE_TOLERANCE = 1e-9
+
+
+def _silver_dep(lookback_hours: int) -> AssetDep:
+    return AssetDep(
+        SILVER.asset_key,
+        partition_mapping=TimeWindowPartitionMapping(
+            start_offset=-lookback_hours, allow_nonexistent_upstream_partitions=True
+        ),
+    )
+
+
+def _gold_asset(table: LakeTable, lookback_hours: int, check_specs=()):
+    return asset(
+        key=table.asset_key,
+        description=table.description,
+        deps=[_silver_dep(lookback_hours)],
+        group_name="gold",
+        kinds={"spark", "deltalake"},
+        partitions_def=hourly_partitions,
+        backfill_policy=BACKFILL_POLICY,
+        check_specs=list(check_specs),
+    )
+
+
+def _write(context: AssetExecutionContext, lakehouse: LakehouseResource, table: LakeTable, frame, start, end):
+    data = frame.toArrow()
+    written = lakehouse.write_window(table, data, start, end, context.run.run_id)
+    context.log.info("%s: %d rows for %d hours", table.path, written.rows, len(written.rows_per_hour))
+    return data, table_metadata(table, lakehouse, written.version, written.rows_per_hour, data)
+
+
+def _silver(spark: SparkResource, lakehouse: LakehouseResource, start, end, lookback_hours: int = 0):
+    return lakehouse.read_window(spark.spark_session, SILVER, start - timedelta(hours=lookback_hours), end)
+
+
+@_gold_asset(
+    GOLD_OVERVIEW, 0,
+    check_specs=[AssetCheckSpec("totals_match_silver", asset=GOLD_OVERVIEW.asset_key, blocking=True,
+                                description="Coins, market cap and volume equal Silver's sums per hour.")],
+)
+def gold_market_overview(context: AssetExecutionContext, spark: SparkResource, lakehouse: LakehouseResource):
+    start, end = run_window(context)
+    silver = _silver(spark, lakehouse, start, end)
+    data, metadata = _write(context, lakehouse, GOLD_OVERVIEW, transforms.market_overview(silver), start, end)
+    expected = {
+        row["ingest_hour"]: row
+        for row in silver.groupBy("ingest_hour").agg(
+            {"coin_id": "count", "market_cap": "sum", "total_volume": "sum"}
+        ).withColumnsRenamed(
+            {"count(coin_id)": "coins", "sum(market_cap)": "cap", "sum(total_volume)": "volume"}
+        ).collect()
+    }
+    mismatched = []
+    for row in data.to_pylist():
+        want = expected.get(row["ingest_hour"])
+        if (
+            want is None
+            or want["coins"] != row["coins_tracked"]
+            or abs((want["cap"] or 0) - (row["total_market_cap"] or 0)) > 1e-6 * max(1.0, want["cap"] or 0)
+            or abs((want["volume"] or 0) - (row["total_volume"] or 0)) > 1e-6 * max(1.0, want["volume"] or 0)
+        ):
+            mismatched.append(hour_label(row["ingest_hour"]))
+    missing = sorted(hour_label(hour) for hour in set(expected) - {row["ingest_hour"] for row in data.to_pylist()})
+    return MaterializeResult(
+        metadata=metadata,
+        check_results=[AssetCheckResult(
+            check_name="totals_match_silver", passed=not mismatched and not missing,
+            metadata={"mismatched_hours": mismatched, "hours_missing": missing},
+        )],
+    )
+
+
+@_gold_asset(
+    GOLD_DISTRIBUTION, 0,
+    check_specs=[AssetCheckSpec("shares_sum_to_one", asset=GOLD_DISTRIBUTION.asset_key, blocking=True,
+                                description="Market-cap shares of the tiers sum to 1 in every hour with a market cap.")],
+)
+def gold_market_distribution(context: AssetExecutionContext, spark: SparkResource, lakehouse: LakehouseResource):
+    start, end = run_window(context)
+    silver = _silver(spark, lakehouse, start, end)
+    data, metadata = _write(context, lakehouse, GOLD_DISTRIBUTION, transforms.market_distribution(silver), start, end)
+    sums: dict = {}
+    for row in data.to_pylist():
+        sums[row["ingest_hour"]] = sums.get(row["ingest_hour"], 0.0) + (row["market_cap_share"] or 0.0)
+    off = {hour_label(hour): total for hour, total in sums.items() if total and abs(total - 1) > SHARE_TOLERANCE}
+    return MaterializeResult(
+        metadata=metadata,
+        check_results=[AssetCheckResult(check_name="shares_sum_to_one", passed=not off,
+                                        metadata={"hours_off": {k: round(v, 12) for k, v in off.items()}})],
+    )
+
+
+@_gold_asset(GOLD_VOLATILITY, transforms.VOLATILITY_LOOKBACK_HOURS)
+def gold_price_volatility(context: AssetExecutionContext, spark: SparkResource, lakehouse: LakehouseResource):
+    start, end = run_window(context)
+    silver = _silver(spark, lakehouse, start, end, transforms.VOLATILITY_LOOKBACK_HOURS)
+    frame = transforms.price_volatility(silver, start, end)
+    _, metadata = _write(context, lakehouse, GOLD_VOLATILITY, frame, start, end)
+    return MaterializeResult(metadata=metadata)
+
+
+@_gold_asset(GOLD_TRENDS, transforms.TRENDS_LOOKBACK_HOURS)
+def gold_market_trends(context: AssetExecutionContext, spark: SparkResource, lakehouse: LakehouseResource):
+    start, end = run_window(context)
+    silver = _silver(spark, lakehouse, start, end, transforms.TRENDS_LOOKBACK_HOURS)
+    frame = transforms.market_trends(silver, start, end)
+    _, metadata = _write(context, lakehouse, GOLD_TRENDS, frame, start, end)
+    return MaterializeResult(metadata=metadata)
