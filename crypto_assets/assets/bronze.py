@@ -11,7 +11,6 @@ Everything is fetched and validated before anything is written, so a failed fetc
 trace; landing folders appear whole (or not at all) before the one Delta commit of the window.
 """
 
-from __future__ import annotations
 
 import json
 from collections import Counter

@@ -4,9 +4,10 @@ The overview and distribution read just the window; volatility and trends look b
 earlier Silver hours, declared with a ``TimeWindowPartitionMapping`` so the graph shows it.
 """
 
-from __future__ import annotations
 
 from datetime import timedelta
+
+import pyarrow as pa
 
 from dagster import (
     AssetCheckResult,
@@ -62,6 +63,30 @@ def _silver(spark: SparkResource, lakehouse: LakehouseResource, start, end, look
     return lakehouse.read_window(spark.spark_session, SILVER, start - timedelta(hours=lookback_hours), end)
 
 
+def _close(a, b) -> bool:
+    return abs((a or 0.0) - (b or 0.0)) <= 1e-9 * max(1.0, abs(a or 0.0))
+
+
+def _totals_mismatch(silver: pa.Table, overview: pa.Table) -> tuple[list[str], list[str]]:
+    """Hours whose overview totals differ from Silver's own sums, and Silver hours missing from it."""
+    sums = silver.group_by("ingest_hour").aggregate(
+        [("coin_id", "count"), ("market_cap", "sum"), ("total_volume", "sum")]
+    )
+    expected = {row["ingest_hour"]: row for row in sums.to_pylist()}
+    mismatched, seen = [], set()
+    for row in overview.to_pylist():
+        seen.add(row["ingest_hour"])
+        want = expected.get(row["ingest_hour"])
+        if (
+            want is None
+            or want["coin_id_count"] != row["coins_tracked"]
+            or not _close(want["market_cap_sum"], row["total_market_cap"])
+            or not _close(want["total_volume_sum"], row["total_volume"])
+        ):
+            mismatched.append(hour_label(row["ingest_hour"]))
+    return mismatched, sorted(hour_label(hour) for hour in set(expected) - seen)
+
+
 @_gold_asset(
     GOLD_OVERVIEW, 0,
     check_specs=[AssetCheckSpec("totals_match_silver", asset=GOLD_OVERVIEW.asset_key, blocking=True,
@@ -71,25 +96,8 @@ def gold_market_overview(context: AssetExecutionContext, spark: SparkResource, l
     start, end = run_window(context)
     silver = _silver(spark, lakehouse, start, end)
     data, metadata = _write(context, lakehouse, GOLD_OVERVIEW, transforms.market_overview(silver), start, end)
-    expected = {
-        row["ingest_hour"]: row
-        for row in silver.groupBy("ingest_hour").agg(
-            {"coin_id": "count", "market_cap": "sum", "total_volume": "sum"}
-        ).withColumnsRenamed(
-            {"count(coin_id)": "coins", "sum(market_cap)": "cap", "sum(total_volume)": "volume"}
-        ).collect()
-    }
-    mismatched = []
-    for row in data.to_pylist():
-        want = expected.get(row["ingest_hour"])
-        if (
-            want is None
-            or want["coins"] != row["coins_tracked"]
-            or abs((want["cap"] or 0) - (row["total_market_cap"] or 0)) > 1e-6 * max(1.0, want["cap"] or 0)
-            or abs((want["volume"] or 0) - (row["total_volume"] or 0)) > 1e-6 * max(1.0, want["volume"] or 0)
-        ):
-            mismatched.append(hour_label(row["ingest_hour"]))
-    missing = sorted(hour_label(hour) for hour in set(expected) - {row["ingest_hour"] for row in data.to_pylist()})
+    totals = silver.select("ingest_hour", "coin_id", "market_cap", "total_volume").toArrow()
+    mismatched, missing = _totals_mismatch(totals, data)
     return MaterializeResult(
         metadata=metadata,
         check_results=[AssetCheckResult(

@@ -4,7 +4,6 @@ Both tables are written for the same hour window by one step, so they always acc
 Bronze together: Bronze rows = Silver rows + quarantined rows, for every hour (a blocking check).
 """
 
-from __future__ import annotations
 
 from collections import Counter
 

@@ -4,7 +4,6 @@ One step loads every dimension and fact table of the window together, so a reade
 facts of an hour without their dimensions, and a failed load leaves the previous state.
 """
 
-from __future__ import annotations
 
 from dagster import (
     AssetCheckResult,

@@ -186,6 +186,7 @@ class LakehouseResource(ConfigurableResource):
         staging.mkdir()
         try:
             for name, body in files.items():
+                (staging / name).parent.mkdir(parents=True, exist_ok=True)
                 (staging / name).write_bytes(body)
             os.rename(staging, final)
         except BaseException:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from pathlib import Path
 from typing import Any, Optional
 
 from dagster import InitResourceContext
@@ -17,7 +18,7 @@ from pydantic import Field
 log = logging.getLogger("crypto_assets.spark")
 
 # Spark's JVM logs at WARN by default; the run log wants our progress lines, not Spark's.
-QUIET_LOG_LEVEL = "ERROR"
+LOG4J_CONFIG = Path(__file__).with_name("log4j2.properties")
 
 
 class SparkResource(LazyPySparkResource):
@@ -38,6 +39,8 @@ class SparkResource(LazyPySparkResource):
             "spark.ui.enabled": str(self.ui_enabled).lower(),
             "spark.driver.memory": self.driver_memory,
             "spark.sql.execution.arrow.pyspark.enabled": "true",
+            "spark.ui.showConsoleProgress": "false",
+            "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile=file:{LOG4J_CONFIG}",
         }
         config.update({key: str(value) for key, value in self.spark_config.items()})
         return config
@@ -54,10 +57,7 @@ class SparkResource(LazyPySparkResource):
             builder = SparkSession.builder.master(self.master)
         for key, value in self._builder_config().items():
             builder = builder.config(key, value)
-        session = builder.getOrCreate()
-        if not self.remote:
-            session.sparkContext.setLogLevel(QUIET_LOG_LEVEL)
-        self._spark_session = session
+        self._spark_session = builder.getOrCreate()
         log.info(
             "Spark session started (%s) in %.1f s",
             self.remote or self.master,

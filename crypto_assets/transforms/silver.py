@@ -1,0 +1,151 @@
+"""Bronze → Silver: type, validate and flag CoinGecko ``/coins/markets`` records (pure PySpark).
+
+Every Bronze row lands in exactly one of the two outputs: the typed Silver table or the
+quarantine, with the first rule that rejected it (DESIGN §6 "nothing lost"). Spark runs with
+ANSI mode on, so every conversion of untrusted text is a ``try_cast``: a bad value becomes a
+quarantine reason, never a failed job.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from crypto_assets.tables import NUMERIC_FIELDS, QUARANTINE, SILVER, TIMESTAMP_FIELDS
+
+# Fields read from the record, in the order CoinGecko sends them (api-notes §2), so that
+# "the first non-numeric field" means the first one in the record.
+_NUMBER_CHECK_ORDER = (
+    "current_price",
+    "market_cap",
+    "market_cap_rank",
+    *[f for f in NUMERIC_FIELDS if f not in ("current_price", "market_cap")],
+)
+_RECORD_FIELDS = ("id", "symbol", "name", *_NUMBER_CHECK_ORDER, *TIMESTAMP_FIELDS, "roi")
+# Known but deliberately not carried to Silver: not drift.
+KNOWN_FIELDS = frozenset((*_RECORD_FIELDS, "image"))
+
+# Every scalar as text: Spark hands back the number's own text (or a string's content), so
+# numbers sent as strings parse too and a bad value stays visible instead of nulling the row.
+_RECORD_SCHEMA = T.StructType([T.StructField(f, T.StringType()) for f in _RECORD_FIELDS])
+_ROI_SCHEMA = T.StructType(
+    [T.StructField(f, T.StringType()) for f in ("times", "currency", "percentage")]
+)
+_ROI_NUMBERS = {"roi_times": "times", "roi_percentage": "percentage"}
+_SUPPLY_FIELDS = ("circulating_supply", "total_supply", "max_supply")
+_LINEAGE = ("capture_id", "page", "position", "ingested_at", "ingest_hour", "ingest_date")
+
+
+@dataclass(frozen=True)
+class SilverRules:
+    """Thresholds of the Silver flags.
+
+    ``is_high_volume`` is ``total_volume >= high_volume_threshold`` (in the quote currency);
+    ``is_stale`` is ``captured - last_updated > stale_after_seconds``, where ``captured`` is
+    ``ingested_at`` but no later than the end of the ingestion hour (a history point fetched
+    days later is as fresh as its hour). Each is null when its input is null: an unknown
+    volume or update time is not evidence either way.
+    """
+
+    high_volume_threshold: float = 1e9
+    stale_after_seconds: int = 7200
+
+
+def _number(text: Column) -> Column:
+    """The text as a finite double, else null (NaN/Infinity are not market data)."""
+    value = text.try_cast("double")
+    return F.when(~F.isnan(value) & (F.abs(value) != float("inf")), value)
+
+
+def clean_markets(bronze: DataFrame, rules: SilverRules) -> tuple[DataFrame, DataFrame]:
+    """Split Bronze into (silver, quarantine), each in its tables.py column order."""
+    rec = F.from_json("record_json", _RECORD_SCHEMA)
+    parsed = bronze.select(
+        "*",
+        F.json_object_keys("record_json").isNotNull().alias("_is_object"),
+        *[rec[f].alias(f"_r_{f}") for f in _RECORD_FIELDS],
+    ).withColumn("_roi", F.from_json("_r_roi", _ROI_SCHEMA))
+    texts = {f: F.col(f"_r_{f}") for f in _NUMBER_CHECK_ORDER}
+    texts.update({c: F.col("_roi")[k] for c, k in _ROI_NUMBERS.items()})
+    numbers = {f: _number(text) for f, text in texts.items()}
+    # A rank must be a whole number that fits int32; otherwise it is "not numeric".
+    rank = numbers["market_cap_rank"].try_cast("int")
+    numbers["market_cap_rank"] = F.when(rank == numbers["market_cap_rank"], rank)
+    typed = parsed.select(
+        "*",
+        *[value.alias(f) for f, value in numbers.items()],
+        *[F.col(f"_r_{f}").try_cast("timestamp").alias(f) for f in TIMESTAMP_FIELDS],
+        F.col("_roi.currency").alias("roi_currency"),
+    )
+    not_numeric = F.coalesce(
+        *[
+            F.when(text.isNotNull() & F.col(f).isNull(), F.lit(f"not_numeric:{f}"))
+            for f, text in texts.items()
+        ]
+    )
+    negative_supply = F.coalesce(
+        *[F.when(F.col(f) < 0, F.lit(f"negative_supply:{f}")) for f in _SUPPLY_FIELDS]
+    )
+    record_reason = (
+        F.when(~F.col("_is_object"), F.lit("malformed_json"))
+        .when(F.col("_r_id").isNull() | (F.trim("_r_id") == ""), F.lit("missing_id"))
+        .when(not_numeric.isNotNull(), not_numeric)
+        .when(F.coalesce(F.col("current_price") <= 0, F.lit(True)), F.lit("non_positive_price"))
+        .when(F.col("total_volume") < 0, F.lit("negative_volume"))
+        .when(negative_supply.isNotNull(), negative_supply)
+        .when(F.col("market_cap") < 0, F.lit("negative_market_cap"))
+    )
+    checked = typed.withColumn("_reason", record_reason)
+    # Among records that pass every other rule, the first (page, position) of a coin in an
+    # hour wins; capture_id breaks ties between two captures of one hour, for determinism.
+    first_in_hour = Window.partitionBy(
+        F.col("_reason").isNull(), "_r_id", "ingest_hour"
+    ).orderBy("page", "position", "capture_id")
+    checked = checked.withColumn(
+        "_reason",
+        F.when(
+            F.col("_reason").isNull() & (F.row_number().over(first_in_hour) > 1),
+            F.lit("duplicate_in_hour"),
+        ).otherwise(F.col("_reason")),
+    )
+
+    captured = F.least(F.col("ingested_at"), F.col("ingest_hour") + F.expr("INTERVAL 1 HOUR"))
+    lag_micros = F.unix_micros(captured) - F.unix_micros("last_updated")
+    silver = checked.where(F.col("_reason").isNull()).select(
+        F.col("_r_id").alias("coin_id"),
+        F.col("_r_symbol").alias("symbol"),
+        F.col("_r_name").alias("name"),
+        "vs_currency",
+        "market_cap_rank",
+        *NUMERIC_FIELDS,
+        *TIMESTAMP_FIELDS,
+        "roi_times",
+        "roi_currency",
+        "roi_percentage",
+        (F.col("total_volume") >= rules.high_volume_threshold).alias("is_high_volume"),
+        (lag_micros > rules.stale_after_seconds * 1_000_000).alias("is_stale"),
+        "source",
+        *_LINEAGE,
+    )
+    quarantine = checked.where(F.col("_reason").isNotNull()).select(
+        "coin_id",
+        F.col("_reason").alias("reason"),
+        "record_json",
+        "source",
+        *_LINEAGE,
+    )
+    assert silver.columns == SILVER.arrow_schema.names
+    assert quarantine.columns == QUARANTINE.arrow_schema.names
+    return silver, quarantine
+
+
+def unknown_fields(bronze: DataFrame) -> dict[str, int]:
+    """Top-level record keys Silver does not know → number of records carrying them (drift)."""
+    keys = bronze.select(F.explode(F.json_object_keys("record_json")).alias("key"))
+    counts = (
+        keys.where(~F.col("key").isin(*sorted(KNOWN_FIELDS))).groupBy("key").count().collect()
+    )
+    return {row["key"]: row["count"] for row in counts}
