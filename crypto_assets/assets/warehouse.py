@@ -73,7 +73,7 @@ def warehouse_star_schema(context: AssetExecutionContext, lakehouse: LakehouseRe
             metadata={
                 "rows_written": written.get(table, 0),
                 "dagster/row_count": counts.get(table, written.get(table, 0)),
-                "dialect": warehouse.resolved_dialect,
+                "dialect": warehouse.sql_dialect().name,
             },
         )
     yield AssetCheckResult(asset_key=ANCHOR, check_name="fact_rows_match_lakehouse", passed=not mismatched,

@@ -1,0 +1,380 @@
+"""The SQL star schema (DESIGN §4): table definitions, dialect-free, and the pure logic that
+turns Silver/Gold Arrow tables into dimension and fact rows.
+
+Nothing here talks to a database, so the SCD2 rules can be reasoned about (and tested) on
+plain Python objects; ``resources/warehouse.py`` renders the definitions as SQL and applies
+the changes in one transaction.
+
+Logical column kinds: ``int``, ``bigint``, ``double``, ``key`` (short text that may be part of
+a key or an index), ``text``, ``bool``, ``timestamp`` (naive UTC), ``date``.
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Callable, Iterable, Optional
+
+import pyarrow as pa
+
+from crypto_assets.tables import (
+    GOLD_DISTRIBUTION,
+    GOLD_OVERVIEW,
+    GOLD_TRENDS,
+    GOLD_VOLATILITY,
+    SILVER,
+    LakeTable,
+)
+
+SCHEMA_VERSION = 1
+IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    kind: str
+    nullable: bool = True
+
+
+@dataclass(frozen=True)
+class StarTable:
+    name: str
+    columns: tuple[Column, ...]
+    primary_key: tuple[str, ...]
+    foreign_keys: tuple[tuple[str, str, str], ...] = ()  # (column, dimension table, its column)
+    unique: tuple[str, ...] = ()
+    source: Optional[LakeTable] = None  # the lakehouse table a fact is loaded from
+    # source columns deliberately not carried (they live in a dimension or are lineage);
+    # any other source column missing from the SQL table is added (additive evolution)
+    not_carried: frozenset[str] = frozenset()
+
+    @property
+    def column_names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    @property
+    def has_coin(self) -> bool:
+        return "coin_key" in self.column_names
+
+
+def _cols(*spec: tuple[str, str]) -> tuple[Column, ...]:
+    return tuple(Column(name, kind) for name, kind in spec)
+
+
+DIM_TIME = StarTable(
+    "dim_time",
+    (
+        Column("time_key", "int", False),
+        Column("hour_start", "timestamp", False),
+        *_cols(
+            ("date", "date"),
+            ("hour", "int"),
+            ("weekday", "int"),  # ISO: 1 = Monday
+            ("week", "int"),  # ISO week
+            ("month", "int"),
+            ("quarter", "int"),
+            ("year", "int"),
+        ),
+    ),
+    primary_key=("time_key",),
+)
+
+DIM_COIN = StarTable(
+    "dim_coin",
+    (
+        Column("coin_key", "int", False),
+        Column("coin_id", "key", False),
+        *_cols(("symbol", "text"), ("name", "text")),
+        Column("valid_from", "timestamp", False),
+        Column("valid_to", "timestamp"),  # null = open (the current version)
+        Column("is_current", "bool", False),
+        Column("first_seen", "timestamp", False),  # of the coin, on every version
+        Column("last_seen", "timestamp", False),
+    ),
+    primary_key=("coin_key",),
+    unique=("coin_id", "valid_from"),
+)
+
+_TIME_FK = ("time_key", DIM_TIME.name, "time_key")
+_COIN_FK = ("coin_key", DIM_COIN.name, "coin_key")
+_WINDOW = {"ingest_hour", "ingest_date"}
+_COIN_IDENTITY = {"coin_id", "symbol", "name"}  # replaced by coin_key
+
+ARROW_KINDS: tuple[tuple[Callable[[pa.DataType], bool], str], ...] = (
+    (pa.types.is_boolean, "bool"),
+    (lambda t: pa.types.is_integer(t) and t.bit_width < 64, "int"),
+    (pa.types.is_integer, "bigint"),
+    (pa.types.is_floating, "double"),
+    (lambda t: pa.types.is_string(t) or pa.types.is_large_string(t), "text"),
+    (pa.types.is_timestamp, "timestamp"),
+    (pa.types.is_date, "date"),
+)
+
+
+def arrow_kind(dtype: pa.DataType) -> str:
+    for test, kind in ARROW_KINDS:
+        if test(dtype):
+            return kind
+    raise ValueError(f"no SQL column kind for Arrow type {dtype}")
+
+
+def _measures(source: LakeTable, names: Iterable[str]) -> tuple[Column, ...]:
+    types = {f.name: f.type for f in source.arrow_schema}
+    return tuple(Column(n, "key" if n == "market_cap_tier" else arrow_kind(types[n])) for n in names)
+
+
+def _gold_fact(name: str, source: LakeTable, key: tuple[str, ...]) -> StarTable:
+    dropped = _WINDOW | (_COIN_IDENTITY if "coin_id" in source.arrow_schema.names else set())
+    measures = _measures(source, [n for n in source.arrow_schema.names if n not in dropped])
+    coin = "coin_key" in key
+    head = (Column("time_key", "int", False),) + ((Column("coin_key", "int", False),) if coin else ())
+    columns = head + tuple(
+        dataclasses.replace(c, nullable=c.name not in key) for c in measures
+    )
+    return StarTable(
+        name,
+        columns,
+        primary_key=key,
+        foreign_keys=(_TIME_FK, _COIN_FK) if coin else (_TIME_FK,),
+        source=source,
+        not_carried=frozenset(dropped),
+    )
+
+
+SNAPSHOT_MEASURES = (
+    "current_price",
+    "market_cap",
+    "market_cap_rank",
+    "fully_diluted_valuation",
+    "total_volume",
+    "high_24h",
+    "low_24h",
+    "price_change_percentage_24h",
+    "circulating_supply",
+    "total_supply",
+    "max_supply",
+    "is_high_volume",
+    "is_stale",
+    "source",
+)
+
+FACT_MARKET_SNAPSHOT = StarTable(
+    "fact_market_snapshot",
+    (Column("time_key", "int", False), Column("coin_key", "int", False))
+    + _measures(SILVER, SNAPSHOT_MEASURES),
+    # a fact points at the coin version valid in its hour and versions of a coin never
+    # overlap, so (time_key, coin_key) is unique exactly when (time_key, coin_id) is
+    primary_key=("time_key", "coin_key"),
+    foreign_keys=(_TIME_FK, _COIN_FK),
+    source=SILVER,
+    not_carried=frozenset(set(SILVER.arrow_schema.names) - set(SNAPSHOT_MEASURES)),
+)
+FACT_MARKET_OVERVIEW = _gold_fact("fact_market_overview", GOLD_OVERVIEW, ("time_key",))
+FACT_MARKET_DISTRIBUTION = _gold_fact(
+    "fact_market_distribution", GOLD_DISTRIBUTION, ("time_key", "market_cap_tier")
+)
+FACT_PRICE_VOLATILITY = _gold_fact("fact_price_volatility", GOLD_VOLATILITY, ("time_key", "coin_key"))
+FACT_MARKET_TRENDS = _gold_fact("fact_market_trends", GOLD_TRENDS, ("time_key", "coin_key"))
+
+SCHEMA_VERSION_TABLE = StarTable(
+    "schema_version",
+    (
+        Column("version", "int", False),
+        Column("applied_at", "timestamp", False),
+        Column("description", "text"),
+    ),
+    primary_key=("version",),
+)
+
+DIMENSIONS = (DIM_TIME, DIM_COIN)
+FACTS = (
+    FACT_MARKET_SNAPSHOT,
+    FACT_MARKET_OVERVIEW,
+    FACT_MARKET_DISTRIBUTION,
+    FACT_PRICE_VOLATILITY,
+    FACT_MARKET_TRENDS,
+)
+STAR_TABLES = (*DIMENSIONS, *FACTS)
+FACT_BY_SOURCE = {fact.source.name: fact for fact in FACTS}
+
+
+# --- time -------------------------------------------------------------------------------
+
+
+def naive_utc(moment: datetime) -> datetime:
+    """ODBC drivers drop a tz offset silently, so bind every datetime as naive UTC."""
+    if moment.tzinfo is None:
+        return moment
+    return moment.astimezone(timezone.utc).replace(tzinfo=None)
+
+
+def time_key(hour: datetime) -> int:
+    """YYYYMMDDHH: an integer, so window deletes never depend on timestamp text formats."""
+    h = naive_utc(hour)
+    return ((h.year * 100 + h.month) * 100 + h.day) * 100 + h.hour
+
+
+def hour_of_key(key: int) -> datetime:
+    """Naive UTC start of the hour a time key names."""
+    return datetime(key // 1000000, key // 10000 % 100, key // 100 % 100, key % 100)
+
+
+def dim_time_row(hour: datetime) -> tuple:
+    h = naive_utc(hour)
+    iso = h.isocalendar()
+    return (time_key(h), h, h.date(), h.hour, iso[2], iso[1], h.month, (h.month - 1) // 3 + 1, h.year)
+
+
+# --- Arrow to rows ----------------------------------------------------------------------
+
+
+def column_values(table: pa.Table, name: str) -> list:
+    """Python values of one column; timestamps become naive UTC (Arrow stores UTC)."""
+    array = table.column(name)
+    if pa.types.is_timestamp(array.type) and array.type.tz is not None:
+        array = array.cast(pa.timestamp(array.type.unit))
+    return array.to_pylist()
+
+
+def hour_keys(table: pa.Table) -> list[int]:
+    """The time key of every row, converting each distinct ``ingest_hour`` only once."""
+    micros = table.column("ingest_hour").cast(pa.timestamp("us", tz="UTC")).cast(pa.int64()).to_pylist()
+    epoch = datetime(1970, 1, 1)
+    keys = {m: time_key(epoch + timedelta(microseconds=m)) for m in set(micros) if m is not None}
+    if len(keys) < len(set(micros)):
+        raise ValueError("ingest_hour is null in some rows")
+    return [keys[m] for m in micros]
+
+
+def carried_columns(fact: StarTable, table: pa.Table) -> list[str]:
+    """Input columns that land in the fact table: all but the ones a dimension or key replaces."""
+    return [n for n in table.column_names if n not in fact.not_carried]
+
+
+# --- dim_coin, SCD type 2 ---------------------------------------------------------------
+
+
+@dataclass
+class CoinVersion:
+    """One row of dim_coin: the coin's (symbol, name) over [valid_from, valid_to)."""
+
+    coin_id: str
+    symbol: Optional[str]
+    name: Optional[str]
+    valid_from: datetime
+    valid_to: Optional[datetime]
+    first_seen: datetime
+    last_seen: datetime
+    coin_key: Optional[int] = None  # None until the loader numbers new versions
+    takes_over_from: Optional[int] = field(default=None, compare=False)  # see split_tail
+
+    @property
+    def attributes(self) -> tuple[Optional[str], Optional[str]]:
+        return (self.symbol, self.name)
+
+    @property
+    def is_current(self) -> bool:
+        return self.valid_to is None
+
+    def row(self) -> tuple:
+        return (
+            self.coin_key,
+            self.coin_id,
+            self.symbol,
+            self.name,
+            self.valid_from,
+            self.valid_to,
+            self.is_current,
+            self.first_seen,
+            self.last_seen,
+        )
+
+
+def apply_observations(
+    coin_id: str,
+    versions: list[CoinVersion],
+    observations: list[tuple[datetime, Optional[str], Optional[str]]],
+    window_end: datetime,
+    later_fact_hour: Callable[[int], Optional[datetime]],
+) -> list[CoinVersion]:
+    """Fold one coin's (hour, symbol, name) observations of a window into its versions.
+
+    ``versions`` are the coin's dim_coin rows (any order, mutated in place); the result is
+    the new list in valid_from order, new versions with ``coin_key=None``. Invariant kept:
+    versions do not overlap and cover every observed hour with that hour's attributes, so
+    reloading a window finds nothing to change (idempotent).
+
+    In-order loads only ever close the current version at the hour of a change and open a
+    new one. Out of order: an older window before the first version extends it backwards
+    (same attributes) or adds a version ending where it starts; a change in the middle of
+    an already loaded version splits it, and when that version has facts after the window
+    (``later_fact_hour(coin_key)`` gives the first one at or after ``window_end``) the part
+    from there on becomes a new version with the old attributes that ``takes_over_from``
+    the old key, so the loader re-points those facts.
+    """
+    versions.sort(key=lambda v: v.valid_from)
+    last: Optional[CoinVersion] = None  # the version the previous observation matched
+    for hour, symbol, name in sorted(observations, key=lambda o: o[0]):
+        attrs = (symbol, name)
+        if last is not None and last.attributes == attrs and _covers(last, hour):
+            continue  # the common case, decided without a search
+        last = None
+        i = bisect.bisect_right([v.valid_from for v in versions], hour) - 1
+        if i < 0:
+            first = versions[0] if versions else None
+            if first is not None and first.attributes == attrs:
+                first.valid_from = hour
+            else:
+                versions.insert(0, _new_version(coin_id, hour, attrs, first.valid_from if first else None))
+            continue
+        current = versions[i]
+        if current.attributes == attrs:
+            last = current
+            continue
+        later = later_fact_hour(current.coin_key) if current.coin_key is not None else None
+        if current.valid_from == hour:  # the version starts in this window: nothing before it
+            if later is None:
+                current.symbol, current.name = attrs
+            else:
+                current.valid_from = later
+                versions.insert(i, _new_version(coin_id, hour, attrs, later))
+            continue
+        end = current.valid_to
+        if later is not None:
+            tail = dataclasses.replace(current, valid_from=later, coin_key=None, takes_over_from=current.coin_key)
+            versions.insert(i + 1, tail)
+            end = later
+        elif i + 1 < len(versions) and versions[i + 1].attributes == attrs:
+            versions[i + 1].valid_from = hour  # the next version already has these attributes
+            current.valid_to = hour
+            continue
+        current.valid_to = hour
+        versions.insert(i + 1, _new_version(coin_id, hour, attrs, end))
+    seen = [o[0] for o in observations]
+    if seen:
+        first_seen = min([min(seen), *(v.first_seen for v in versions if v.coin_key is not None)])
+        last_seen = max([max(seen), *(v.last_seen for v in versions if v.coin_key is not None)])
+        for v in versions:
+            v.first_seen, v.last_seen = first_seen, last_seen
+    return versions
+
+
+def _new_version(coin_id, hour, attrs, valid_to) -> CoinVersion:
+    return CoinVersion(coin_id, attrs[0], attrs[1], hour, valid_to, hour, hour)
+
+
+def _covers(version: CoinVersion, hour: datetime) -> bool:
+    return version.valid_from <= hour and (version.valid_to is None or hour < version.valid_to)
+
+
+def version_at(versions: list[CoinVersion], hour: datetime) -> Optional[CoinVersion]:
+    """The version valid at ``hour`` (versions in valid_from order), or None."""
+    if len(versions) == 1:
+        return versions[0] if _covers(versions[0], hour) else None
+    i = bisect.bisect_right([v.valid_from for v in versions], hour) - 1
+    return versions[i] if i >= 0 and _covers(versions[i], hour) else None
+

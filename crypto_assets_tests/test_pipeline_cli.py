@@ -1,0 +1,147 @@
+"""End to end, as the CI and users run it: `dagster asset materialize` subprocesses against the
+simulator, over three past hours (one single-run backfill, reconstructed from history) and then
+the current hour (a snapshot); every table is then checked, and a rerun must change nothing.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from datetime import datetime, timezone
+
+import pyarrow.compute as pc
+import pytest
+from test_warehouse import dump
+
+from crypto_assets.partitions import HOUR, current_hour, partition_key
+from crypto_assets.resources.lakehouse import LakehouseResource, rows_per_hour
+from crypto_assets.resources.warehouse import WarehouseResource
+from crypto_assets.tables import ALL_TABLES, BRONZE, GOLD_TABLES, QUARANTINE, SILVER
+
+COINS_LIMIT = 40
+
+
+def materialize(env: dict[str, str], *args: str, select: str = "*") -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "crypto_assets.definitions",
+               "--select", select, *args]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
+    return result
+
+
+def lake_state(lake: LakehouseResource, start: datetime, end: datetime) -> dict:
+    """Every lakehouse table's rows for the window, in key order."""
+    return {
+        table.path: lake.read_window_arrow(table, start, end).sort_by([(k, "ascending") for k in table.key])
+        for table in ALL_TABLES
+    }
+
+
+def wait_for_a_settled_hour() -> None:
+    """The test spans two runs of the current hour: don't start it seconds before the hour turns."""
+    now = datetime.now(timezone.utc)
+    if now.minute == 59 and now.second > 0:
+        time.sleep(61 - now.second)
+
+
+@pytest.fixture(scope="module")
+def pipeline(simulator, tmp_path_factory, sqlite_odbc):
+    wait_for_a_settled_hour()
+    home = tmp_path_factory.mktemp("dagster_home")
+    lake_root = tmp_path_factory.mktemp("lake")
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "COINGECKO_BASE_URL": simulator.base_url,
+        "COINGECKO_CALLS_PER_MINUTE": "60000",
+        "CRYPTO_COINS_LIMIT": str(COINS_LIMIT),
+        "CRYPTO_LAKE_ROOT": str(lake_root),
+        "CRYPTO_WAREHOUSE_ODBC": sqlite_odbc,
+    }
+    now = current_hour()
+    first = now - 3 * HOUR
+    past_range = f"{partition_key(first)}...{partition_key(now - HOUR)}"
+    requests_before = len(simulator.requests)
+    materialize(env, "--partition-range", past_range)
+    materialize(env, "--partition", partition_key(now))
+    lake = LakehouseResource(root=str(lake_root))
+    first_state = lake_state(lake, first, now + HOUR)
+    api_calls = len(simulator.requests) - requests_before
+    return {"env": env, "lake": lake, "first": first, "now": now, "end": now + HOUR,
+            "past_range": past_range, "state": first_state, "api_calls": api_calls}
+
+
+def test_past_hours_are_reconstructed_from_history_and_the_current_hour_is_a_snapshot(pipeline, simulator):
+    bronze = pipeline["state"][BRONZE.path]
+    per_hour_source = {}
+    for row in bronze.select(["ingest_hour", "source"]).to_pylist():
+        per_hour_source.setdefault(row["ingest_hour"], set()).add(row["source"])
+    hours = [pipeline["first"] + i * HOUR for i in range(4)]
+    assert per_hour_source == {**{hour: {"history"} for hour in hours[:3]}, hours[3]: {"snapshot"}}
+    counts = rows_per_hour(bronze, pipeline["first"], pipeline["end"])
+    assert list(counts.values()) == [COINS_LIMIT] * 4
+
+
+def test_the_snapshot_in_bronze_is_what_the_simulator_served(pipeline, simulator):
+    bronze = pipeline["state"][BRONZE.path]
+    snapshot = bronze.filter(pc.equal(bronze.column("source"), "snapshot"))
+    served = {record["id"]: record for record in simulator.market_at(pipeline["now"])[:COINS_LIMIT]}
+    import json
+
+    stored = {row["coin_id"]: json.loads(row["record_json"]) for row in snapshot.to_pylist()}
+    assert set(stored) == set(served)
+    for coin_id, record in stored.items():
+        assert record["current_price"] == served[coin_id]["current_price"]
+        assert record["market_cap"] == served[coin_id]["market_cap"]
+
+
+def test_silver_and_quarantine_account_for_every_bronze_record(pipeline):
+    state, first, end = pipeline["state"], pipeline["first"], pipeline["end"]
+    bronze = rows_per_hour(state[BRONZE.path], first, end)
+    silver = rows_per_hour(state[SILVER.path], first, end)
+    quarantine = rows_per_hour(state[QUARANTINE.path], first, end)
+    assert all(bronze[h] == silver[h] + quarantine[h] for h in bronze)
+    assert sum(silver.values()) > 0
+
+
+def test_gold_covers_every_hour(pipeline):
+    for table in GOLD_TABLES:
+        counts = rows_per_hour(pipeline["state"][table.path], pipeline["first"], pipeline["end"])
+        assert all(n > 0 for n in counts.values()), (table.path, counts)
+
+
+def test_the_warehouse_holds_exactly_the_lakehouse_rows(pipeline):
+    warehouse = WarehouseResource(odbc_connection_string=pipeline["env"]["CRYPTO_WAREHOUSE_ODBC"])
+    counts = warehouse.window_counts(pipeline["first"], pipeline["end"])
+    state = pipeline["state"]
+    assert counts["fact_market_snapshot"] == len(state[SILVER.path])
+    for table in GOLD_TABLES:
+        assert counts[table.name.replace("gold_", "fact_")] == len(state[table.path])
+    assert not any(warehouse.orphan_counts(pipeline["first"], pipeline["end"]).values())
+
+
+def test_a_rerun_changes_nothing_and_calls_no_api(pipeline, simulator):
+    env, lake = pipeline["env"], pipeline["lake"]
+    warehouse = WarehouseResource(odbc_connection_string=env["CRYPTO_WAREHOUSE_ODBC"])
+    warehouse_before = dump(warehouse)
+    requests_before = len(simulator.requests)
+    materialize(env, "--partition-range", pipeline["past_range"])
+    materialize(env, "--partition", partition_key(pipeline["now"]))
+    assert len(simulator.requests) == requests_before, "captured hours must be re-used, not fetched again"
+    after = lake_state(lake, pipeline["first"], pipeline["end"])
+    for path, table in pipeline["state"].items():
+        assert after[path].equals(table), path
+    assert dump(warehouse) == warehouse_before
+
+
+def test_the_same_hours_load_into_postgresql(pipeline, postgres_odbc):
+    env = {**pipeline["env"], "CRYPTO_WAREHOUSE_ODBC": postgres_odbc}
+    materialize(env, "--partition-range", f"{partition_key(pipeline['first'])}...{partition_key(pipeline['now'])}",
+                select="key:warehouse/*")
+    sqlite = WarehouseResource(odbc_connection_string=pipeline["env"]["CRYPTO_WAREHOUSE_ODBC"])
+    postgres = WarehouseResource(odbc_connection_string=postgres_odbc)
+    assert postgres.window_counts(pipeline["first"], pipeline["end"]) == sqlite.window_counts(
+        pipeline["first"], pipeline["end"])
+    assert not any(postgres.orphan_counts(pipeline["first"], pipeline["end"]).values())
