@@ -48,7 +48,7 @@ def spark():
 @pytest.fixture(scope="session")
 def simulator():
     """The CoinGecko simulator on 127.0.0.1, shared; tests that inject faults clear them."""
-    with Simulator(coins=120) as sim:
+    with Simulator(coins=400) as sim:
         yield sim
 
 

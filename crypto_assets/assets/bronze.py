@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from dagster import (
     AssetCheckResult,
     AssetCheckSeverity,
@@ -135,26 +136,25 @@ def history_rows(history: HistoryCapture, coin: dict, hours: list[datetime], cap
     return rows
 
 
-def history_universe(lakehouse: LakehouseResource, before: datetime, fresh_snapshot, client, limit: int):
-    """The coins to reconstruct: the top ``limit`` of the newest snapshot at or before the window.
+def history_universe(lakehouse: LakehouseResource, fresh_snapshot, client, limit: int):
+    """The coins to reconstruct: the top ``limit`` of the newest snapshot.
 
-    Preference: a snapshot taken in this run; else the newest snapshot in Bronze within
-    UNIVERSE_LOOKBACK; else today's top coins from ``/coins/markets`` (landed too).
+    Preference: the snapshot taken in this run; else the newest snapshot in Bronze from the
+    last UNIVERSE_LOOKBACK; else today's top coins from ``/coins/markets`` (landed too).
     Returns (coins, where they came from, pages fetched for it).
     """
     if fresh_snapshot is not None:
         return [record for _, _, record in fresh_snapshot.records][:limit], "this run's snapshot", []
-    recent = lakehouse.read_window_arrow(BRONZE, before - UNIVERSE_LOOKBACK, before + HOUR)
-    snapshots = recent.filter(pa.compute.equal(recent.column("source"), "snapshot"))
-    if len(snapshots):
-        newest = max(snapshots.column("ingest_hour").to_pylist())
-        rows = sorted(
-            (row for row in snapshots.to_pylist() if row["ingest_hour"] == newest),
-            key=lambda row: (row["page"], row["position"]),
-        )
+    now = current_hour()
+    recent = lakehouse.read_window_arrow(BRONZE, now - UNIVERSE_LOOKBACK, now + HOUR, columns=["ingest_hour", "source"])
+    snapshot_hours = recent.filter(pc.equal(recent.column("source"), "snapshot")).column("ingest_hour")
+    if len(snapshot_hours):
+        newest = pc.max(snapshot_hours).as_py()
+        rows = lakehouse.read_window_arrow(BRONZE, newest, newest + HOUR)
+        rows = rows.filter(pc.equal(rows.column("source"), "snapshot")).sort_by([("page", "ascending"), ("position", "ascending")])
         coins, seen = [], set()
-        for row in rows:
-            record = json.loads(row["record_json"])
+        for text in rows.column("record_json").to_pylist():
+            record = json.loads(text)
             if isinstance(record.get("id"), str) and record["id"] not in seen:
                 seen.add(record["id"])
                 coins.append(record)
@@ -218,9 +218,7 @@ def bronze_coingecko_markets(
         )
     missing_points: dict[str, list[str]] = {}
     if history_hours:
-        coins, universe_source, universe_pages = history_universe(
-            lakehouse, history_hours[-1], snapshot, client, coingecko.coins_limit
-        )
+        coins, universe_source, universe_pages = history_universe(lakehouse, snapshot, client, coingecko.coins_limit)
         capture_id = f"coingecko/market_chart/capture={_capture_stamp(run_id)}"
         capture = Capture(capture_id)
         for page in universe_pages:
@@ -252,7 +250,7 @@ def bronze_coingecko_markets(
             path = lakehouse.write_landing(capture.landing_dir, capture.files)
             context.log.info("landed %d files in %s", len(capture.files), path)
         replaced = set(snapshot_hours) | set(history_hours)
-        kept = existing.filter(pa.compute.invert(pa.compute.is_in(existing.column("ingest_hour"), pa.array(sorted(replaced), BRONZE.arrow_schema.field("ingest_hour").type))))
+        kept = existing.filter(pc.invert(pc.is_in(existing.column("ingest_hour"), pa.array(sorted(replaced), BRONZE.arrow_schema.field("ingest_hour").type))))
         window = pa.concat_tables([kept, lakehouse.conform(BRONZE, pa.Table.from_pylist(new_rows))])
         written = lakehouse.write_window(BRONZE, window, start, end, run_id)
         version, per_hour = written.version, written.rows_per_hour

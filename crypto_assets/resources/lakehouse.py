@@ -128,25 +128,28 @@ class LakehouseResource(ConfigurableResource):
         log.info("%s: wrote %d rows for %d hours (version %d)", table.path, len(data), len(per_hour), version)
         return WriteResult(table.path, version, len(data), per_hour)
 
-    def read_window_arrow(self, table: LakeTable, start: datetime, end: datetime) -> pa.Table:
+    def read_window_arrow(
+        self, table: LakeTable, start: datetime, end: datetime, columns: list[str] | None = None
+    ) -> pa.Table:
         """Rows of hours [start, end) as Arrow (empty, with the table's schema, if none).
 
-        Reads the snapshot's Parquet files with pyarrow.dataset: DeltaTable.to_pyarrow_* makes
-        the process abort at exit now and then (shared/notes/deltalake.md).
+        ``columns`` reads only those (the window columns excluded). Reads the snapshot's Parquet
+        files with pyarrow.dataset: DeltaTable.to_pyarrow_* makes the process abort at exit now
+        and then (shared/notes/deltalake.md).
         """
         delta = self.delta_table(table)
-        if delta is None:
-            return table.arrow_schema.empty_table()
-        files = delta.file_uris(file_pruning_predicate=_date_predicate(start, end))
-        if not files:
-            return table.arrow_schema.empty_table()
+        files = delta.file_uris(file_pruning_predicate=_date_predicate(start, end)) if delta else []
         physical = pa.schema([f for f in table.arrow_schema if f.name != "ingest_date"])
-        dataset = pads.dataset(files, format="parquet", schema=physical)
-        rows = dataset.to_table(
-            filter=(pc.field("ingest_hour") >= pa.scalar(start, physical.field("ingest_hour").type))
-            & (pc.field("ingest_hour") < pa.scalar(end, physical.field("ingest_hour").type))
-        )
-        return self.conform(table, rows)
+        if files:
+            hour_type = physical.field("ingest_hour").type
+            rows = pads.dataset(files, format="parquet", schema=physical).to_table(
+                columns=columns,
+                filter=(pc.field("ingest_hour") >= pa.scalar(start, hour_type))
+                & (pc.field("ingest_hour") < pa.scalar(end, hour_type)),
+            )
+        else:
+            rows = physical.empty_table().select(columns) if columns else physical.empty_table()
+        return rows if columns else self.conform(table, rows)
 
     def read_window(
         self, spark: SparkSession, table: LakeTable, start: datetime, end: datetime

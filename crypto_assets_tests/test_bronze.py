@@ -1,0 +1,160 @@
+"""Bronze through Dagster in-process, against the simulator on 127.0.0.1: what is captured, what is
+re-used, what a failure leaves behind, and where the API key may (not) end up."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+from dagster import DagsterInstance, EnvVar, materialize
+
+from crypto_assets.assets.bronze import bronze_coingecko_markets
+from crypto_assets.partitions import HOUR, current_hour, partition_key
+from crypto_assets.resources.coingecko import CoinGeckoResource
+from crypto_assets.resources.lakehouse import LakehouseResource, rows_per_hour
+from crypto_assets.simulator import Simulator
+from crypto_assets.tables import BRONZE
+
+LIMIT = 30
+
+
+def capture(lake: LakehouseResource, base_url: str, start, end=None, *, api_key=None, refetch=False,
+            instance=None, limit=LIMIT):
+    """Materialise Bronze for [start, end) (one partition when end is None) in-process."""
+    tags = {}
+    if end is not None:
+        tags = {"dagster/asset_partition_range_start": partition_key(start),
+                "dagster/asset_partition_range_end": partition_key(end - HOUR)}
+    return materialize(
+        [bronze_coingecko_markets],
+        partition_key=None if end is not None else partition_key(start),
+        tags=tags,
+        resources={
+            "coingecko": CoinGeckoResource(base_url=base_url, coins_limit=limit, calls_per_minute=60000,
+                                           api_key=api_key, backoff_seconds=0.01),
+            "lakehouse": lake,
+        },
+        run_config={"ops": {"raw_data__bronze_coingecko_markets": {"config": {"refetch": refetch}}}},
+        instance=instance or DagsterInstance.ephemeral(),
+        raise_on_error=False,
+    )
+
+
+def landing_folders(lake: LakehouseResource) -> list[Path]:
+    root = lake.landing_path("coingecko")
+    return sorted(p for p in root.glob("*/**/capture=*") if p.is_dir()) if root.exists() else []
+
+
+@pytest.fixture
+def lake(tmp_path) -> LakehouseResource:
+    return LakehouseResource(root=str(tmp_path / "lake"))
+
+
+def test_a_captured_hour_is_reused_without_any_api_call(lake, simulator):
+    now = current_hour()
+    assert capture(lake, simulator.base_url, now).success
+    before = len(simulator.requests)
+    result = capture(lake, simulator.base_url, now)
+    assert result.success
+    assert len(simulator.requests) == before
+    [event] = result.get_asset_materialization_events()
+    assert event.materialization.metadata["hours_reused"].value == 1
+
+
+def test_refetch_writes_a_new_capture_and_keeps_the_old_landing_files(lake, simulator):
+    now = current_hour()
+    assert capture(lake, simulator.base_url, now).success
+    [first] = landing_folders(lake)
+    first_bytes = {p.name: p.read_bytes() for p in first.iterdir()}
+    assert capture(lake, simulator.base_url, now, refetch=True).success
+
+    folders = landing_folders(lake)
+    assert len(folders) == 2 and first in folders
+    assert {p.name: p.read_bytes() for p in first.iterdir()} == first_bytes
+    [second] = [folder for folder in folders if folder != first]
+    bronze = lake.read_window_arrow(BRONZE, now, now + HOUR)
+    assert len(bronze) == LIMIT
+    assert set(bronze.column("capture_id").to_pylist()) == {str(second.relative_to(lake.landing_path("")))}
+
+
+def test_landing_files_are_the_response_bodies_byte_for_byte(lake, simulator):
+    now = current_hour()
+    assert capture(lake, simulator.base_url, now, limit=300).success
+    [folder] = landing_folders(lake)
+    pages = sorted(folder.iterdir())
+    assert [p.name for p in pages] == ["page-0001.json", "page-0002.json"]
+    bronze = lake.read_window_arrow(BRONZE, now, now + HOUR)
+    hashes = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in pages}
+    assert set(bronze.column("payload_sha256").to_pylist()) == set(hashes.values())
+    records = [record for p in pages for record in json.loads(p.read_bytes())]
+    assert len(bronze) == len(records) >= 300
+
+
+@pytest.mark.parametrize("fault", ["truncated", "html", "wrapped", "error_object", "500"])
+def test_a_bad_page_fails_the_run_and_leaves_no_partial_hour(lake, simulator, fault):
+    now = current_hour()
+    simulator.inject(fault, page=2, times=99)
+    try:
+        result = capture(lake, simulator.base_url, now, limit=300)
+    finally:
+        simulator.clear_faults()
+    assert not result.success
+    failure = result.get_step_failure_events()[0].step_failure_data.error
+    assert "page 2" in failure.to_string() and "CoinGeckoError" in failure.to_string()
+    assert lake.delta_table(BRONZE) is None
+    assert landing_folders(lake) == []
+    assert not list(lake.landing_path("").rglob("*.json"))
+
+
+def test_past_hours_come_from_history_fetched_once_per_coin(lake, simulator):
+    now = current_hour()
+    first = now - 5 * HOUR
+    assert capture(lake, simulator.base_url, now).success  # the universe: this hour's snapshot
+    before = len(simulator.requests)
+    result = capture(lake, simulator.base_url, first, now)
+    assert result.success
+    calls = [r["path"] for r in simulator.requests[before:]]
+    assert len(calls) == LIMIT and all("/market_chart/range" in path for path in calls)
+    bronze = lake.read_window_arrow(BRONZE, first, now)
+    assert list(rows_per_hour(bronze, first, now).values()) == [LIMIT] * 5
+    assert set(bronze.column("source").to_pylist()) == {"history"}
+    record = json.loads(bronze.column("record_json")[0].as_py())
+    assert set(record) == {"id", "symbol", "name", "current_price", "market_cap", "total_volume", "last_updated"}
+
+
+def test_hours_older_than_90_days_get_daily_points_only_and_the_gaps_are_reported(lake, simulator):
+    first = current_hour().replace(hour=0) - 100 * 24 * HOUR
+    result = capture(lake, simulator.base_url, first, first + 3 * HOUR)
+    assert result.success
+    event = result.get_asset_materialization_events()[0]  # one per hour of the range, same metadata
+    gaps = event.materialization.metadata["history_hours_without_points"].value
+    assert len(gaps) == LIMIT  # every coin misses 01:00 and 02:00: only the midnight point exists
+    assert all(len(hours) == 2 for hours in gaps.values())
+    [check] = [c for c in result.get_asset_check_evaluations() if c.check_name == "hours_captured"]
+    assert not check.passed
+    counts = rows_per_hour(lake.read_window_arrow(BRONZE, first, first + 3 * HOUR), first, first + 3 * HOUR)
+    assert list(counts.values()) == [LIMIT, 0, 0]
+
+
+def test_the_api_key_is_sent_as_a_header_and_stored_nowhere(lake, tmp_path, monkeypatch):
+    key = "CG-secret-test-key-7f3a9"
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    with Simulator(coins=60, api_key=key) as sim, DagsterInstance.local_temp(str(home)) as instance:
+        now = current_hour()
+        monkeypatch.setenv("COINGECKO_TEST_KEY", key)
+        secret = EnvVar("COINGECKO_TEST_KEY")  # as definitions.py configures it
+        assert capture(lake, sim.base_url, now, api_key=secret, instance=instance).success
+        assert capture(lake, sim.base_url, now - 2 * HOUR, now, api_key=secret, instance=instance).success
+        assert not sim.key_in_query
+        assert all(r["headers"].get("x-cg-demo-api-key") == key for r in sim.requests)
+        # and a failure's error text does not carry it either
+        sim.inject("500", times=99)
+        failed = capture(lake, sim.base_url, now, api_key=secret, refetch=True, instance=instance)
+        assert not failed.success
+    for root in (home, Path(lake.root)):
+        for path in root.rglob("*"):
+            if path.is_file():
+                assert key.encode() not in path.read_bytes(), path
