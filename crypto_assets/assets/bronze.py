@@ -13,6 +13,7 @@ trace; landing folders appear whole (or not at all) before the one Delta commit 
 
 
 import json
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -36,7 +37,7 @@ from crypto_assets.partitions import HOUR, current_hour, floor_hour, hour_label,
 from crypto_assets.resources.coingecko import ApiPage, CoinGeckoResource, HistoryCapture
 from crypto_assets.resources.lakehouse import LakehouseResource, rows_per_hour
 from crypto_assets.tables import BRONZE
-from crypto_assets.transforms.silver import KNOWN_FIELDS
+from crypto_assets.transforms.silver import unknown_fields
 
 # How far back to look for the newest snapshot whose coins make the history universe.
 UNIVERSE_LOOKBACK = timedelta(days=7)
@@ -204,6 +205,7 @@ def bronze_coingecko_markets(
 
     client = coingecko.get_client()
     run_id = context.run.run_id
+    fetch_started = time.monotonic()
     captures: list[Capture] = []
     metadata: dict = {}
     snapshot = None
@@ -244,6 +246,7 @@ def bronze_coingecko_markets(
             ),
         )
 
+    metadata["fetch_seconds"] = round(time.monotonic() - fetch_started, 3)
     new_rows = [row for capture in captures for row in capture.rows]
     if new_rows:
         for capture in captures:
@@ -263,9 +266,7 @@ def bronze_coingecko_markets(
     empty_hours = [label for label, count in per_hour.items() if count == 0]
     per_hour_ids = Counter(zip(window_rows.column("ingest_hour").to_pylist(), window_rows.column("coin_id").to_pylist()))
     duplicates = sorted({f"{hour_label(hour)} {coin}" for (hour, coin), n in per_hour_ids.items() if n > 1})
-    drift = Counter(
-        key for row in new_rows for key in json.loads(row["record_json"]) if key not in KNOWN_FIELDS
-    )
+    drift = unknown_fields(row["record_json"] for row in new_rows)
     metadata.update(
         hours_reused=len(reuse),
         hours_snapshot=len(snapshot_hours),

@@ -5,7 +5,10 @@ Bronze together: Bronze rows = Silver rows + quarantined rows, for every hour (a
 """
 
 
+import statistics
 from collections import Counter
+
+import pyarrow as pa
 
 from dagster import (
     AssetCheckResult,
@@ -42,6 +45,23 @@ class SilverConfig(Config):
     )
 
 
+# USD stablecoins: in a USD snapshot their median price sits at 1. Far from it, the data is
+# in another currency (a recorded "usd" file held EUR prices) or the market is in crisis;
+# either way a person should look.
+USD_STABLECOINS = ("tether", "usd-coin", "dai", "first-digital-usd", "true-usd", "paypal-usd", "usds")
+PEG_TOLERANCE = 0.03
+
+
+def stablecoin_peg_breaks(silver: pa.Table) -> dict[str, float]:
+    """Hours whose USD stablecoins' median price is off 1 by more than PEG_TOLERANCE."""
+    prices: dict[str, list[float]] = {}
+    for row in silver.select(["ingest_hour", "coin_id", "vs_currency", "current_price"]).to_pylist():
+        if row["vs_currency"] == "usd" and row["coin_id"] in USD_STABLECOINS and row["current_price"]:
+            prices.setdefault(hour_label(row["ingest_hour"]), []).append(row["current_price"])
+    medians = {hour: statistics.median(values) for hour, values in prices.items()}
+    return {hour: median for hour, median in medians.items() if abs(median - 1) > PEG_TOLERANCE}
+
+
 def _check(name: str, description: str, blocking: bool = False) -> AssetCheckSpec:
     return AssetCheckSpec(name, asset=SILVER.asset_key, description=description, blocking=blocking)
 
@@ -58,6 +78,7 @@ def _check(name: str, description: str, blocking: bool = False) -> AssetCheckSpe
         _check("unique_coin_hour", "One row per (coin_id, ingest_hour).", blocking=True),
         _check("keys_and_price_valid", "coin_id and ingest_hour not null, current_price > 0.", blocking=True),
         _check("quarantine_ratio", "Quarantined share of each hour's records under the configured threshold."),
+        _check("quote_currency_plausible", "USD stablecoins priced near 1: the data is really in USD."),
     ],
     partitions_def=hourly_partitions,
     backfill_policy=BACKFILL_POLICY,
@@ -129,6 +150,13 @@ def silver_market_snapshots(
     yield AssetCheckResult(
         asset_key=SILVER.asset_key, check_name="keys_and_price_valid", passed=invalid == 0,
         metadata={"invalid_rows": invalid},
+    )
+    peg_breaks = stablecoin_peg_breaks(silver)
+    yield AssetCheckResult(
+        asset_key=SILVER.asset_key, check_name="quote_currency_plausible", passed=not peg_breaks,
+        severity=AssetCheckSeverity.WARN,
+        metadata={"stablecoin_median_price_by_hour": MetadataValue.json(peg_breaks),
+                  "tolerance": PEG_TOLERANCE},
     )
     yield AssetCheckResult(
         asset_key=SILVER.asset_key, check_name="quarantine_ratio", passed=not too_many,

@@ -8,6 +8,9 @@ quarantine reason, never a failed job.
 
 from __future__ import annotations
 
+import json
+from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from pyspark.sql import Column, DataFrame, Window
@@ -25,8 +28,16 @@ _NUMBER_CHECK_ORDER = (
     *[f for f in NUMERIC_FIELDS if f not in ("current_price", "market_cap")],
 )
 _RECORD_FIELDS = ("id", "symbol", "name", *_NUMBER_CHECK_ORDER, *TIMESTAMP_FIELDS, "roi")
-# Known but deliberately not carried to Silver: not drift.
-KNOWN_FIELDS = frozenset((*_RECORD_FIELDS, "image"))
+# Documented fields not carried to Silver (the image URL, fields of parameters we do not
+# request): known, so not drift.
+KNOWN_FIELDS = frozenset(
+    (
+        *_RECORD_FIELDS,
+        "image",
+        "sparkline_in_7d",
+        *(f"price_change_percentage_{tf}_in_currency" for tf in ("14d", "30d", "200d", "1y")),
+    )
+)
 
 # Every scalar as text: Spark hands back the number's own text (or a string's content), so
 # numbers sent as strings parse too and a bad value stays visible instead of nulling the row.
@@ -142,10 +153,18 @@ def clean_markets(bronze: DataFrame, rules: SilverRules) -> tuple[DataFrame, Dat
     return silver, quarantine
 
 
-def unknown_fields(bronze: DataFrame) -> dict[str, int]:
-    """Top-level record keys Silver does not know → number of records carrying them (drift)."""
-    keys = bronze.select(F.explode(F.json_object_keys("record_json")).alias("key"))
-    counts = (
-        keys.where(~F.col("key").isin(*sorted(KNOWN_FIELDS))).groupBy("key").count().collect()
-    )
-    return {row["key"]: row["count"] for row in counts}
+def unknown_fields(record_texts: Iterable[str]) -> Counter:
+    """Top-level record keys Silver does not know → number of records carrying them (drift).
+
+    Plain Python over Bronze's JSON texts, so Bronze can report drift without starting Spark;
+    texts that are not JSON objects are left to Silver's ``malformed_json``.
+    """
+    drift: Counter = Counter()
+    for text in record_texts:
+        try:
+            record = json.loads(text)
+        except ValueError:
+            continue
+        if isinstance(record, dict):
+            drift.update(key for key in record if key not in KNOWN_FIELDS)
+    return drift

@@ -1,0 +1,101 @@
+"""Pipeline benchmark: wall time and peak memory per stage, one hour and a 24-hour backfill.
+
+`python -m benchmarks.pipeline [--coins 1000] [--repeat 3]` runs the real CLI
+(`dagster asset materialize`) against the simulator with CRYPTO_COINS_LIMIT coins, each
+scenario in a fresh lakehouse, and prints medians:
+
+* one hour: the current hour (a snapshot), cold (the whole graph, Spark start included);
+* 24-hour backfill: 24 past hours in one run (history fetched once per coin);
+* reference, in the same run: 24 separate hourly runs, extrapolated from the one-hour run
+  (what a backfill costs without single-run backfills).
+
+Stage times come from Dagster's step stats; fetch is the HTTP part of Bronze.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from dagster import DagsterInstance
+
+from crypto_assets.partitions import HOUR, current_hour, partition_key
+from crypto_assets.simulator import Simulator
+from crypto_assets.tables import BRONZE
+
+STAGES = {
+    "bronze": ("raw_data__bronze_coingecko_markets",),
+    "silver": ("silver_market_snapshots",),
+    "gold": ("aggregated_data__gold_market_overview", "aggregated_data__gold_market_distribution",
+             "aggregated_data__gold_price_volatility", "aggregated_data__gold_market_trends"),
+    "warehouse": ("warehouse_star_schema",),
+}
+
+
+def run_once(base_url: str, coins: int, partition_args: list[str]) -> dict[str, float]:
+    """One CLI run in a fresh lakehouse, warehouse and Dagster home; its figures."""
+    with tempfile.TemporaryDirectory(prefix="crypto_bench_") as tmp:
+        home = Path(tmp, "home")
+        home.mkdir()
+        env = {
+            **os.environ,
+            "DAGSTER_HOME": str(home),
+            "COINGECKO_BASE_URL": base_url,
+            "COINGECKO_CALLS_PER_MINUTE": "1000000",
+            "CRYPTO_COINS_LIMIT": str(coins),
+            "CRYPTO_LAKE_ROOT": str(Path(tmp, "lake")),
+            "CRYPTO_WAREHOUSE_ODBC": f"DRIVER={{SQLite3}};Database={tmp}/warehouse.sqlite;BigInt=1",
+        }
+        command = [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "crypto_assets.definitions",
+                   "--select", "*", *partition_args]
+        started = time.monotonic()
+        process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        _, status, usage = os.wait4(process.pid, 0)
+        wall = time.monotonic() - started
+        stderr = process.stderr.read().decode(errors="replace")
+        if status != 0:
+            raise SystemExit(f"benchmark run failed:\n{stderr[-4000:]}")
+        figures = {"wall": wall, "peak_rss_mb": usage.ru_maxrss / 1024}
+        with DagsterInstance.from_config(str(home)) as instance:
+            [run] = instance.get_runs(limit=1)
+            steps = {stat.step_key: stat.end_time - stat.start_time for stat in instance.get_run_step_stats(run.run_id)}
+            for stage, keys in STAGES.items():
+                figures[stage] = sum(steps[key] for key in keys)
+            [record] = instance.fetch_materializations(BRONZE.asset_key, limit=1).records
+            figures["fetch"] = record.asset_materialization.metadata["fetch_seconds"].value
+        return figures
+
+
+def report(name: str, runs: list[dict[str, float]]) -> dict[str, float]:
+    medians = {key: statistics.median(run[key] for run in runs) for key in runs[0]}
+    stages = "  ".join(f"{stage} {medians[stage]:6.1f}s" for stage in ("fetch", *STAGES))
+    print(f"{name:28s} wall {medians['wall']:6.1f}s  peak RSS {medians['peak_rss_mb']:6.0f} MB  |  {stages}")
+    return medians
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--coins", type=int, default=1000)
+    parser.add_argument("--repeat", type=int, default=3)
+    args = parser.parse_args()
+    now = current_hour()
+    backfill = f"{partition_key(now - 24 * HOUR)}...{partition_key(now - HOUR)}"
+    print(f"{args.coins} coins, median of {args.repeat} runs each, {os.cpu_count()} cores")
+    with Simulator(coins=args.coins + 50) as simulator:
+        hour = report("one hour (snapshot)", [run_once(simulator.base_url, args.coins, ["--partition", partition_key(now)])
+                                              for _ in range(args.repeat)])
+        day = report("24-hour backfill, one run", [run_once(simulator.base_url, args.coins, ["--partition-range", backfill])
+                                                   for _ in range(args.repeat)])
+    print(f"{'reference: 24 hourly runs':28s} wall {24 * hour['wall']:6.1f}s  (24 × one hour)")
+    print(f"single-run backfill is {24 * hour['wall'] / day['wall']:.1f}× faster than hour by hour; "
+          f"{args.coins * 24 / day['wall']:.0f} coin-hours/s")
+
+
+if __name__ == "__main__":
+    main()
