@@ -43,7 +43,8 @@ test: setup
 run: setup
 	mkdir -p $(DAGSTER_HOME)
 	$(DAGSTER) asset materialize -m crypto_assets.definitions --select '*' \
-		--partition $$($(PY) -m crypto_assets.partitions)
+		--partition $$($(PY) -m crypto_assets.partitions) \
+		--config-json '{"loggers": {"console": {"config": {"log_level": "INFO"}}}}'
 
 # The Dagster UI on http://127.0.0.1:3000 (schedules run while it is up).
 ui: setup

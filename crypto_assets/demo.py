@@ -18,12 +18,14 @@ from crypto_assets.simulator import Simulator
 from crypto_assets.tables import ALL_TABLES
 
 DEMO_COINS = 300
+# The run's progress lines (pages, rows, checks) without Dagster's per-event debug stream.
+INFO_LOGS = '{"loggers": {"console": {"config": {"log_level": "INFO"}}}}'
 
 
 def materialize(partition_args: list[str], env: dict[str, str]) -> None:
     command = [
         sys.executable, "-m", "dagster", "asset", "materialize",
-        "-m", "crypto_assets.definitions", "--select", "*", *partition_args,
+        "-m", "crypto_assets.definitions", "--select", "*", *partition_args, "--config-json", INFO_LOGS,
     ]
     print("$", " ".join(command[2:]), flush=True)
     started = time.monotonic()
@@ -49,13 +51,16 @@ def print_counts(env: dict[str, str], start, end) -> None:
 
 def main() -> None:
     data = Path(os.environ.get("CRYPTO_DEMO_DATA", "./data")).absolute()
-    (data / "dagster_home").mkdir(parents=True, exist_ok=True)
+    home = Path(os.environ.get("DAGSTER_HOME", data / "dagster_home"))
+    home.mkdir(parents=True, exist_ok=True)
+    if not (home / "dagster.yaml").exists():  # a local instance: runs kept in DAGSTER_HOME, no telemetry
+        (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
     with Simulator(coins=DEMO_COINS) as simulator:
         env = {
             **os.environ,
             "COINGECKO_BASE_URL": simulator.base_url,
             "COINGECKO_CALLS_PER_MINUTE": "6000",  # a local simulator, not the real API
-            "DAGSTER_HOME": os.environ.get("DAGSTER_HOME", str(data / "dagster_home")),
+            "DAGSTER_HOME": str(home),
         }
         env.setdefault("CRYPTO_LAKE_ROOT", str(data / "lake"))
         env.setdefault(

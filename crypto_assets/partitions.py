@@ -18,7 +18,7 @@ PARTITION_KEY_FORMAT = "%Y-%m-%d-%H:%M"
 DEFAULT_START = "2026-01-01-00:00"
 
 hourly_partitions = HourlyPartitionsDefinition(
-    start_date=os.environ.get("CRYPTO_PARTITIONS_START", DEFAULT_START),
+    start_date=os.environ.get("CRYPTO_PARTITIONS_START", "").strip() or DEFAULT_START,
     end_offset=1,
     timezone="UTC",
 )

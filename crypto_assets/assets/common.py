@@ -21,7 +21,7 @@ MAX_HOURS_PER_RUN_DEFAULT = 24 * 31
 def run_window(context: AssetExecutionContext) -> tuple[datetime, datetime]:
     """The run's hour window [start, end), refused when longer than CRYPTO_MAX_HOURS_PER_RUN."""
     start, end = context.partition_time_window
-    limit = int(os.environ.get("CRYPTO_MAX_HOURS_PER_RUN", MAX_HOURS_PER_RUN_DEFAULT))
+    limit = int(os.environ.get("CRYPTO_MAX_HOURS_PER_RUN", "").strip() or MAX_HOURS_PER_RUN_DEFAULT)
     hours = int((end - start).total_seconds() // 3600)
     if hours > limit:
         raise ValueError(
