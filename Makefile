@@ -6,17 +6,18 @@ PY          := $(VENV)/bin/python
 DAGSTER     := $(VENV)/bin/dagster
 export DAGSTER_HOME ?= $(CURDIR)/data/dagster_home
 # unixODBC plus the SQLite3, PostgreSQL and FreeTDS ODBC drivers (registered in /etc/odbcinst.ini).
-ODBC_PACKAGES := unixodbc libsqliteodbc odbc-postgresql tdsodbc
+OS_PACKAGES := unixodbc libsqliteodbc odbc-postgresql tdsodbc
 SUDO        := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: setup system demo test run ui bench clean
 
 setup: system $(VENV)/.installed
 
-# OS packages: a Java 17+ runtime for Spark, unixODBC and its drivers, python3-venv.
+# OS packages: a Java 17+ runtime for Spark, unixODBC and its drivers, python3-venv (and, for
+# the tests, Chromium).
 system:
 	@missing=""; \
-	for pkg in $(ODBC_PACKAGES); do dpkg -s $$pkg >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
+	for pkg in $(OS_PACKAGES); do dpkg -s $$pkg >/dev/null 2>&1 || missing="$$missing $$pkg"; done; \
 	java_major=$$(java -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -n1); \
 	if [ -z "$$java_major" ] || [ "$$java_major" -lt 17 ]; then missing="$$missing default-jre-headless"; fi; \
 	python3 -c 'import ensurepip, venv' 2>/dev/null || missing="$$missing python3-venv"; \
@@ -36,6 +37,8 @@ $(VENV)/.installed: pyproject.toml
 demo: setup
 	$(PY) -m crypto_assets.demo
 
+# The tests also drive the Dagster UI in Debian's headless Chromium.
+test: OS_PACKAGES += chromium chromium-driver
 test: setup
 	$(PY) -m pytest
 

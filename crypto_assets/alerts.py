@@ -191,6 +191,9 @@ def post_alert(url: str, payload: dict, timeout: float = 10.0) -> None:
     name="crypto_run_failure_alert",
     description=f"Posts every failed run (failed blocking checks included) to {WEBHOOK_ENV}.",
     default_status=DefaultSensorStatus.RUNNING,
+    # Every run of the instance, including `dagster asset materialize` runs, which carry no
+    # code-location origin and would otherwise not match.
+    monitor_all_code_locations=True,
 )
 def run_failure_alert(context: RunFailureSensorContext):
     url = os.environ.get(WEBHOOK_ENV, "").strip()

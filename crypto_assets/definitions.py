@@ -14,7 +14,9 @@ from dagster import (
     load_assets_from_modules,
 )
 
+from crypto_assets.alerts import run_failure_alert
 from crypto_assets.assets import bronze, gold, silver, warehouse
+from crypto_assets.maintenance import maintenance_job, maintenance_schedule
 from crypto_assets.partitions import hourly_partitions
 from crypto_assets.resources.coingecko import CoinGeckoResource
 from crypto_assets.resources.lakehouse import LakehouseResource
@@ -53,6 +55,8 @@ hourly_job = define_asset_job(
     partitions_def=hourly_partitions,
     executor_def=in_process_executor,
     description="Capture the market for the hour and carry it through Silver, Gold and the warehouse.",
+    # deploy/dagster.yaml caps how many Spark runs the queued run coordinator starts at once.
+    tags={"crypto_assets/spark": "true"},
 )
 
 hourly_schedule = build_schedule_from_partitioned_job(hourly_job, minute_of_hour=5)
@@ -72,8 +76,9 @@ resources = {
 
 defs = Definitions(
     assets=assets,
-    jobs=[hourly_job],
-    schedules=[hourly_schedule],
+    jobs=[hourly_job, maintenance_job],
+    schedules=[hourly_schedule, maintenance_schedule],
+    sensors=[run_failure_alert],
     resources=resources,
     executor=in_process_executor,
 )

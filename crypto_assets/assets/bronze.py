@@ -164,6 +164,69 @@ def history_universe(lakehouse: LakehouseResource, fresh_snapshot, client, limit
     return [record for _, _, record in markets.records][:limit], "/coins/markets now (no snapshot in Bronze)", markets.pages
 
 
+def capture_history(context, client, lakehouse: LakehouseResource, snapshot, hours: list[datetime],
+                    coingecko: CoinGeckoResource, run_id: str):
+    """Past hours never captured, from each coin's history fetched once for all of ``hours``.
+
+    Returns the capture, the hours each coin has no point for, and metadata.
+    """
+    coins, universe_source, universe_pages = history_universe(lakehouse, snapshot, client, coingecko.coins_limit)
+    capture = Capture(f"coingecko/market_chart/capture={_capture_stamp(run_id)}")
+    for page in universe_pages:
+        capture.files[f"universe/page-{page.page:04d}.json"] = page.body
+    missing_points: dict[str, list[str]] = {}
+    for number, coin in enumerate(coins, start=1):
+        history = client.market_chart_range(coin["id"], hours[0], hours[-1] + HOUR)
+        for page in history.pages:
+            capture.files[f"{coin['id']}/chunk-{page.page:04d}.json"] = page.body
+        rows = history_rows(history, coin, hours, capture.landing_dir, coingecko.vs_currency, run_id)
+        capture.rows.extend(rows)
+        got = {row["ingest_hour"] for row in rows}
+        missing = [hour_label(hour) for hour in hours if hour not in got]
+        if missing:
+            missing_points[coin["id"]] = missing
+        if number % 50 == 0 or number == len(coins):
+            context.log.info("history: %d/%d coins fetched", number, len(coins))
+    metadata = {
+        "history_universe": universe_source,
+        "history_coins": len(coins),
+        "coins_without_history": MetadataValue.json(
+            sorted(coin for coin, gaps in missing_points.items() if len(gaps) == len(hours))
+        ),
+    }
+    return capture, missing_points, metadata
+
+
+def bronze_checks(window_rows: pa.Table, per_hour: dict[str, int], missing_points: dict,
+                  new_rows: list[dict]) -> list[AssetCheckResult]:
+    """The window's checks: hours without records, coins twice in an hour, unknown fields."""
+    empty_hours = [label for label, count in per_hour.items() if count == 0]
+    per_hour_ids = Counter(zip(window_rows.column("ingest_hour").to_pylist(), window_rows.column("coin_id").to_pylist()))
+    duplicates = sorted({f"{hour_label(hour)} {coin}" for (hour, coin), n in per_hour_ids.items() if n > 1})
+    drift = unknown_fields(row["record_json"] for row in new_rows)
+    return [
+        AssetCheckResult(
+            check_name="hours_captured",
+            passed=not empty_hours,
+            severity=AssetCheckSeverity.WARN,
+            metadata={"empty_hours": MetadataValue.json(empty_hours),
+                      "history_hours_without_points": MetadataValue.json(missing_points)},
+        ),
+        AssetCheckResult(
+            check_name="no_duplicate_ids",
+            passed=not duplicates,
+            severity=AssetCheckSeverity.WARN,
+            metadata={"duplicates": MetadataValue.json(duplicates[:50]), "count": len(duplicates)},
+        ),
+        AssetCheckResult(
+            check_name="no_schema_drift",
+            passed=not drift,
+            severity=AssetCheckSeverity.WARN,
+            metadata={"unknown_fields": MetadataValue.json(dict(drift))},
+        ),
+    ]
+
+
 @asset(
     key=BRONZE.asset_key,
     description=BRONZE.description,
@@ -203,6 +266,7 @@ def bronze_coingecko_markets(
         f"{hour_label(start)}…{hour_label(end - HOUR)}", len(reuse), len(snapshot_hours), len(history_hours),
     )
 
+    # Fetch everything first: a failure here leaves no trace anywhere.
     client = coingecko.get_client()
     run_id = context.run.run_id
     fetch_started = time.monotonic()
@@ -220,53 +284,29 @@ def bronze_coingecko_markets(
         )
     missing_points: dict[str, list[str]] = {}
     if history_hours:
-        coins, universe_source, universe_pages = history_universe(lakehouse, snapshot, client, coingecko.coins_limit)
-        capture_id = f"coingecko/market_chart/capture={_capture_stamp(run_id)}"
-        capture = Capture(capture_id)
-        for page in universe_pages:
-            capture.files[f"universe/page-{page.page:04d}.json"] = page.body
-        for number, coin in enumerate(coins, start=1):
-            history = client.market_chart_range(coin["id"], history_hours[0], history_hours[-1] + HOUR)
-            for page in history.pages:
-                capture.files[f"{coin['id']}/chunk-{page.page:04d}.json"] = page.body
-            rows = history_rows(history, coin, history_hours, capture_id, coingecko.vs_currency, run_id)
-            capture.rows.extend(rows)
-            got = {row["ingest_hour"] for row in rows}
-            missing = [hour_label(hour) for hour in history_hours if hour not in got]
-            if missing:
-                missing_points[coin["id"]] = missing
-            if number % 50 == 0 or number == len(coins):
-                context.log.info("history: %d/%d coins fetched", number, len(coins))
-        captures.append(capture)
-        metadata.update(
-            history_universe=universe_source,
-            history_coins=len(coins),
-            coins_without_history=MetadataValue.json(
-                sorted(coin for coin, gaps in missing_points.items() if len(gaps) == len(history_hours))
-            ),
+        capture, missing_points, history_metadata = capture_history(
+            context, client, lakehouse, snapshot, history_hours, coingecko, run_id
         )
-
+        captures.append(capture)
+        metadata.update(history_metadata)
     metadata["fetch_seconds"] = round(time.monotonic() - fetch_started, 3)
+
+    # Then land the bodies (each capture folder appears whole) and commit the window once.
     new_rows = [row for capture in captures for row in capture.rows]
     if new_rows:
         for capture in captures:
             path = lakehouse.write_landing(capture.landing_dir, capture.files)
             context.log.info("landed %d files in %s", len(capture.files), path)
-        replaced = set(snapshot_hours) | set(history_hours)
-        kept = existing.filter(pc.invert(pc.is_in(existing.column("ingest_hour"), pa.array(sorted(replaced), BRONZE.arrow_schema.field("ingest_hour").type))))
-        window = pa.concat_tables([kept, lakehouse.conform(BRONZE, pa.Table.from_pylist(new_rows))])
-        written = lakehouse.write_window(BRONZE, window, start, end, run_id)
+        # The whole window is one commit: re-used hours go back unchanged.
+        replaced = pa.array(sorted({*snapshot_hours, *history_hours}), BRONZE.arrow_schema.field("ingest_hour").type)
+        kept = existing.filter(pc.invert(pc.is_in(existing.column("ingest_hour"), replaced)))
+        window_rows = pa.concat_tables([kept, lakehouse.conform(BRONZE, pa.Table.from_pylist(new_rows))])
+        written = lakehouse.write_window(BRONZE, window_rows, start, end, run_id)
         version, per_hour = written.version, written.rows_per_hour
-        window_rows = window
     else:
-        version = lakehouse.table_version(BRONZE)
         window_rows = existing
-        per_hour = rows_per_hour(existing, start, end)
+        version, per_hour = lakehouse.table_version(BRONZE), rows_per_hour(existing, start, end)
 
-    empty_hours = [label for label, count in per_hour.items() if count == 0]
-    per_hour_ids = Counter(zip(window_rows.column("ingest_hour").to_pylist(), window_rows.column("coin_id").to_pylist()))
-    duplicates = sorted({f"{hour_label(hour)} {coin}" for (hour, coin), n in per_hour_ids.items() if n > 1})
-    drift = unknown_fields(row["record_json"] for row in new_rows)
     metadata.update(
         hours_reused=len(reuse),
         hours_snapshot=len(snapshot_hours),
@@ -277,25 +317,5 @@ def bronze_coingecko_markets(
     )
     return MaterializeResult(
         metadata=metadata,
-        check_results=[
-            AssetCheckResult(
-                check_name="hours_captured",
-                passed=not empty_hours,
-                severity=AssetCheckSeverity.WARN,
-                metadata={"empty_hours": MetadataValue.json(empty_hours),
-                          "history_hours_without_points": MetadataValue.json(missing_points)},
-            ),
-            AssetCheckResult(
-                check_name="no_duplicate_ids",
-                passed=not duplicates,
-                severity=AssetCheckSeverity.WARN,
-                metadata={"duplicates": MetadataValue.json(duplicates[:50]), "count": len(duplicates)},
-            ),
-            AssetCheckResult(
-                check_name="no_schema_drift",
-                passed=not drift,
-                severity=AssetCheckSeverity.WARN,
-                metadata={"unknown_fields": MetadataValue.json(dict(drift))},
-            ),
-        ],
+        check_results=bronze_checks(window_rows, per_hour, missing_points, new_rows),
     )

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
-from datetime import datetime
+from datetime import datetime, timedelta
 import pyarrow as pa
-from dagster import AssetExecutionContext, BackfillPolicy, MetadataValue, TableColumn, TableSchema
+from dagster import AssetExecutionContext, BackfillPolicy, FreshnessPolicy, MetadataValue, TableColumn, TableSchema
 
 from crypto_assets.partitions import hour_label
 from crypto_assets.resources.lakehouse import LakehouseResource
@@ -13,6 +13,10 @@ from crypto_assets.tables import LakeTable
 
 # A backfill of a range of hours is one run: one Spark session, history fetched once per coin.
 BACKFILL_POLICY = BackfillPolicy.single_run()
+# What the business tables (Gold, the warehouse) promise: hourly runs land a few minutes past
+# the hour, so a warning when one is over 15 minutes late, a failure (red in the UI) once a
+# whole hour is missing.
+FRESHNESS_POLICY = FreshnessPolicy.time_window(fail_window=timedelta(hours=2), warn_window=timedelta(minutes=75))
 # The cap on one run's window, so a mistaken year-long backfill fails fast instead of
 # exhausting memory hours later.
 MAX_HOURS_PER_RUN_DEFAULT = 24 * 31

@@ -19,7 +19,8 @@ from dagster import (
     asset,
 )
 
-from crypto_assets.assets.common import BACKFILL_POLICY, run_window, table_metadata
+from crypto_assets import charts
+from crypto_assets.assets.common import BACKFILL_POLICY, FRESHNESS_POLICY, run_window, table_metadata
 from crypto_assets.partitions import hour_label, hourly_partitions
 from crypto_assets.resources.lakehouse import LakehouseResource
 from crypto_assets.resources.spark import SparkResource
@@ -49,6 +50,7 @@ def _gold_asset(table: LakeTable, lookback_hours: int, check_specs=()):
         partitions_def=hourly_partitions,
         backfill_policy=BACKFILL_POLICY,
         check_specs=list(check_specs),
+        freshness_policy=FRESHNESS_POLICY,
     )
 
 
@@ -116,6 +118,7 @@ def gold_market_distribution(context: AssetExecutionContext, spark: SparkResourc
     start, end = run_window(context)
     silver = _silver(spark, lakehouse, start, end)
     data, metadata = _write(context, lakehouse, GOLD_DISTRIBUTION, transforms.market_distribution(silver), start, end)
+    metadata.update(charts.chart_metadata(charts.distribution_chart(data), "market distribution"))
     sums: dict = {}
     for row in data.to_pylist():
         sums[row["ingest_hour"]] = sums.get(row["ingest_hour"], 0.0) + (row["market_cap_share"] or 0.0)
@@ -141,5 +144,6 @@ def gold_market_trends(context: AssetExecutionContext, spark: SparkResource, lak
     start, end = run_window(context)
     silver = _silver(spark, lakehouse, start, end, transforms.TRENDS_LOOKBACK_HOURS)
     frame = transforms.market_trends(silver, start, end)
-    _, metadata = _write(context, lakehouse, GOLD_TRENDS, frame, start, end)
+    data, metadata = _write(context, lakehouse, GOLD_TRENDS, frame, start, end)
+    metadata.update(charts.chart_metadata(charts.movers_chart(data), "top movers"))
     return MaterializeResult(metadata=metadata)

@@ -16,7 +16,7 @@ from dagster import (
     multi_asset,
 )
 
-from crypto_assets.assets.common import BACKFILL_POLICY, run_window
+from crypto_assets.assets.common import BACKFILL_POLICY, FRESHNESS_POLICY, run_window
 from crypto_assets.partitions import hourly_partitions
 from crypto_assets.resources.lakehouse import LakehouseResource
 from crypto_assets.resources.warehouse import WarehouseResource
@@ -44,7 +44,8 @@ def _deps(table: str) -> list[AssetKey]:
 @multi_asset(
     specs=[
         AssetSpec(warehouse_key(table), deps=_deps(table), group_name="warehouse", kinds={"sql", "odbc"},
-                  description=f"Star schema table {table}, loaded per hour window.")
+                  description=f"Star schema table {table}, loaded per hour window.",
+                  freshness_policy=FRESHNESS_POLICY)
         for table in STAR_TABLES
     ],
     check_specs=[

@@ -1,0 +1,187 @@
+"""The alert path end to end: a real failed run, the run-failure sensor evaluated against the
+instance that recorded it, and the message as a local HTTP receiver got it."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSpec,
+    DagsterInstance,
+    MaterializeResult,
+    asset,
+    build_run_status_sensor_context,
+    materialize,
+)
+
+from crypto_assets.alerts import WEBHOOK_ENV, AlertDeliveryError, run_failure_alert, scrub
+from crypto_assets.assets.bronze import bronze_coingecko_markets
+from crypto_assets.partitions import HOUR, current_hour, hour_label, hourly_partitions, partition_key
+from crypto_assets.resources.coingecko import CoinGeckoResource
+from crypto_assets.resources.lakehouse import LakehouseResource
+from crypto_assets.simulator import Simulator
+
+API_KEY = "CG-s3cr3t-test-key-0042"
+ODBC_WITH_PASSWORD = "DRIVER={PostgreSQL Unicode};SERVER=db;UID=loader;PWD={hunter2;x};DATABASE=crypto"
+
+
+class Receiver:
+    """An HTTP endpoint on 127.0.0.1 that records the JSON bodies POSTed to it."""
+
+    def __init__(self, status: int = 200):
+        self.bodies: list[dict] = []
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                length = int(self.headers.get("Content-Length", 0))
+                receiver.bodies.append(json.loads(self.rfile.read(length)))
+                self.send_response(status)
+                self.end_headers()
+                self.wfile.write(b"ok" if status < 300 else b"invalid_token")
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/services/T000/B000/XXXX"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.fixture
+def receiver(monkeypatch):
+    server = Receiver()
+    monkeypatch.setenv(WEBHOOK_ENV, server.url)
+    monkeypatch.setenv("COINGECKO_API_KEY", API_KEY)
+    yield server
+    server.close()
+
+
+def evaluate_sensor(instance: DagsterInstance, result) -> None:
+    context = build_run_status_sensor_context(
+        sensor_name=run_failure_alert.name,
+        dagster_event=result.get_run_failure_event(),
+        dagster_instance=instance,
+        dagster_run=result.dagster_run,
+    ).for_run_failure()
+    run_failure_alert(context)
+
+
+def posted_text(body: dict) -> str:
+    return json.dumps(body, ensure_ascii=False)
+
+
+def test_a_bronze_failure_posts_run_asset_hour_and_error_without_the_key(receiver, tmp_path):
+    hour = current_hour()
+    instance = DagsterInstance.ephemeral()
+    with Simulator(coins=20, api_key=API_KEY) as sim:
+        sim.inject("key_error", times=10, code=10002)
+        result = materialize(
+            [bronze_coingecko_markets],
+            partition_key=partition_key(hour),
+            instance=instance,
+            raise_on_error=False,
+            resources={
+                "coingecko": CoinGeckoResource(api_key=API_KEY, base_url=sim.base_url, coins_limit=5,
+                                               calls_per_minute=60000),
+                "lakehouse": LakehouseResource(root=str(tmp_path / "lake")),
+            },
+        )
+    assert not result.success
+    evaluate_sensor(instance, result)
+
+    assert len(receiver.bodies) == 1
+    body = receiver.bodies[0]
+    text = posted_text(body)
+    assert result.run_id in body["text"]
+    assert "raw_data/bronze_coingecko_markets" in body["text"]
+    assert hour_label(hour) in body["text"]
+    assert "401" in text and "API Key Missing" in text, text
+    assert API_KEY not in text
+    assert body["blocks"][0]["type"] == "header"
+
+
+def test_a_failed_blocking_check_is_named_with_its_hours_and_scrubbed(receiver, monkeypatch):
+    """A blocking check failing (with secrets in its metadata) fails the run and is alerted."""
+    monkeypatch.setenv("CRYPTO_DAGSTER_UI_URL", "http://dagster.example:3000/")
+
+    @asset(
+        key=["cleaned_data", "probe"],
+        partitions_def=hourly_partitions,
+        check_specs=[AssetCheckSpec("prices_positive", asset=["cleaned_data", "probe"], blocking=True)],
+    )
+    def probe(context):
+        return MaterializeResult(check_results=[AssetCheckResult(
+            check_name="prices_positive", passed=False,
+            metadata={"bad_hours": [hour_label(h) for h in hours], "source": ODBC_WITH_PASSWORD,
+                      "request": f"/coins/markets?x_cg_demo_api_key={API_KEY}"},
+        )])
+
+    first = current_hour() - 2 * HOUR
+    hours = [first, first + HOUR]
+    instance = DagsterInstance.ephemeral()
+    result = materialize([probe], instance=instance, raise_on_error=False, tags={
+        "dagster/asset_partition_range_start": partition_key(hours[0]),
+        "dagster/asset_partition_range_end": partition_key(hours[1]),
+    })
+    assert not result.success
+    evaluate_sensor(instance, result)
+
+    text = posted_text(receiver.bodies[0])
+    assert f"<http://dagster.example:3000/runs/{result.run_id}|{result.run_id}>" in text
+    assert "cleaned_data/probe" in text and "prices_positive" in text and "blocking" in text
+    assert hour_label(hours[0]) in text and hour_label(hours[1]) in text
+    assert "hunter2" not in text and API_KEY not in text
+    assert "PWD=***" in text
+
+
+def test_no_webhook_configured_means_no_post_and_no_error(receiver, monkeypatch):
+    monkeypatch.delenv(WEBHOOK_ENV)
+
+    @asset
+    def broken():
+        raise ValueError("boom")
+
+    instance = DagsterInstance.ephemeral()
+    result = materialize([broken], instance=instance, raise_on_error=False)
+    evaluate_sensor(instance, result)
+    assert receiver.bodies == []
+
+
+def test_a_refusing_webhook_is_an_error_that_does_not_show_the_url(monkeypatch):
+    server = Receiver(status=403)
+    monkeypatch.setenv(WEBHOOK_ENV, server.url)
+
+    @asset
+    def broken():
+        raise ValueError("boom")
+
+    instance = DagsterInstance.ephemeral()
+    result = materialize([broken], instance=instance, raise_on_error=False)
+    try:
+        with pytest.raises(Exception) as caught:
+            evaluate_sensor(instance, result)
+    finally:
+        server.close()
+    assert isinstance(caught.value, AlertDeliveryError) or isinstance(caught.value.__cause__, AlertDeliveryError)
+    assert "403" in str(caught.value) and server.url not in str(caught.value)
+
+
+@pytest.mark.parametrize("text, hidden", [
+    ("DRIVER={SQLite3};Database=x;PWD=plain;BigInt=1", "plain"),
+    ("Server=s;Password = {a;b}}c};UID=u", "a;b}}c"),
+    ("GET /coins/markets?x_cg_pro_api_key=abc123&page=2", "abc123"),
+    ('headers {"x-cg-demo-api-key": "abc123"}', "abc123"),
+    (f"HTTP 401 with key {API_KEY}", API_KEY),
+])
+def test_scrub_hides_secrets(monkeypatch, text, hidden):
+    monkeypatch.setenv("COINGECKO_API_KEY", API_KEY)
+    assert hidden not in scrub(text)
