@@ -181,7 +181,7 @@ def test_malformed_pages_are_refused_naming_page_status_and_body(sim, fault, opt
 
 def test_duplicates_across_pages_are_kept_and_reported(sim, caplog):
     sim.inject("duplicates", page=2, count=3)
-    with caplog.at_level(logging.INFO, logger="crypto_assets.coingecko"):
+    with caplog.at_level(logging.INFO, logger="dagster.builtin.crypto_assets.coingecko"):
         capture = client_for(sim).markets(300)
     assert len(capture.records) == 300 and capture.unique_ids == 297
     page1_tail = [r["id"] for p, _, r in capture.records if p == 1][-3:]

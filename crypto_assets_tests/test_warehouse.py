@@ -392,7 +392,7 @@ def test_reader_role(pg_database, caplog):
     admin.close()
     maker = WarehouseResource(odbc_connection_string=PG_SERVER.replace("UID=postgres", "UID=crypto_wh_maker") + f";DATABASE={database}",
                               schema_name="made", reader_role="crypto_reader_never_created")
-    caplog.set_level("INFO", logger="crypto_assets.warehouse")
+    caplog.set_level("INFO", logger="dagster.builtin.crypto_assets.warehouse")
     assert load(maker, 0, 1)["fact_market_snapshot"] == 4  # loads without the right to create roles
     assert "crypto_reader_never_created not set up" in caplog.text
 

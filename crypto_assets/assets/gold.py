@@ -54,15 +54,19 @@ def _gold_asset(table: LakeTable, lookback_hours: int, check_specs=()):
     )
 
 
-def _write(context: AssetExecutionContext, lakehouse: LakehouseResource, table: LakeTable, frame, start, end):
+def _build(context: AssetExecutionContext, spark: SparkResource, lakehouse: LakehouseResource, table: LakeTable,
+           transform, lookback_hours: int = 0):
+    """Read Silver for the run's window (and its lookback), transform, write ``table``'s window.
+
+    Returns the Silver frame, the rows written and the table's metadata.
+    """
+    start, end = run_window(context)
+    silver = lakehouse.read_window(spark.spark_session, SILVER, start - timedelta(hours=lookback_hours), end)
+    frame = transform(silver, start, end) if lookback_hours else transform(silver)
     data = frame.toArrow()
     written = lakehouse.write_window(table, data, start, end, context.run.run_id)
     context.log.info("%s: %d rows for %d hours", table.path, written.rows, len(written.rows_per_hour))
-    return data, table_metadata(table, lakehouse, written.version, written.rows_per_hour, data)
-
-
-def _silver(spark: SparkResource, lakehouse: LakehouseResource, start, end, lookback_hours: int = 0):
-    return lakehouse.read_window(spark.spark_session, SILVER, start - timedelta(hours=lookback_hours), end)
+    return silver, data, table_metadata(table, lakehouse, written.version, written.rows_per_hour, data)
 
 
 def _close(a, b) -> bool:
@@ -95,9 +99,7 @@ def _totals_mismatch(silver: pa.Table, overview: pa.Table) -> tuple[list[str], l
                                 description="Coins, market cap and volume equal Silver's sums per hour.")],
 )
 def gold_market_overview(context: AssetExecutionContext, spark: SparkResource, lakehouse: LakehouseResource):
-    start, end = run_window(context)
-    silver = _silver(spark, lakehouse, start, end)
-    data, metadata = _write(context, lakehouse, GOLD_OVERVIEW, transforms.market_overview(silver), start, end)
+    silver, data, metadata = _build(context, spark, lakehouse, GOLD_OVERVIEW, transforms.market_overview)
     totals = silver.select("ingest_hour", "coin_id", "market_cap", "total_volume").toArrow()
     mismatched, missing = _totals_mismatch(totals, data)
     return MaterializeResult(
@@ -115,9 +117,7 @@ def gold_market_overview(context: AssetExecutionContext, spark: SparkResource, l
                                 description="Market-cap shares of the tiers sum to 1 in every hour with a market cap.")],
 )
 def gold_market_distribution(context: AssetExecutionContext, spark: SparkResource, lakehouse: LakehouseResource):
-    start, end = run_window(context)
-    silver = _silver(spark, lakehouse, start, end)
-    data, metadata = _write(context, lakehouse, GOLD_DISTRIBUTION, transforms.market_distribution(silver), start, end)
+    _, data, metadata = _build(context, spark, lakehouse, GOLD_DISTRIBUTION, transforms.market_distribution)
     metadata.update(charts.chart_metadata(charts.distribution_chart(data), "market distribution"))
     sums: dict = {}
     for row in data.to_pylist():
@@ -132,18 +132,14 @@ def gold_market_distribution(context: AssetExecutionContext, spark: SparkResourc
 
 @_gold_asset(GOLD_VOLATILITY, transforms.VOLATILITY_LOOKBACK_HOURS)
 def gold_price_volatility(context: AssetExecutionContext, spark: SparkResource, lakehouse: LakehouseResource):
-    start, end = run_window(context)
-    silver = _silver(spark, lakehouse, start, end, transforms.VOLATILITY_LOOKBACK_HOURS)
-    frame = transforms.price_volatility(silver, start, end)
-    _, metadata = _write(context, lakehouse, GOLD_VOLATILITY, frame, start, end)
+    _, _, metadata = _build(context, spark, lakehouse, GOLD_VOLATILITY, transforms.price_volatility,
+                            transforms.VOLATILITY_LOOKBACK_HOURS)
     return MaterializeResult(metadata=metadata)
 
 
 @_gold_asset(GOLD_TRENDS, transforms.TRENDS_LOOKBACK_HOURS)
 def gold_market_trends(context: AssetExecutionContext, spark: SparkResource, lakehouse: LakehouseResource):
-    start, end = run_window(context)
-    silver = _silver(spark, lakehouse, start, end, transforms.TRENDS_LOOKBACK_HOURS)
-    frame = transforms.market_trends(silver, start, end)
-    data, metadata = _write(context, lakehouse, GOLD_TRENDS, frame, start, end)
+    _, data, metadata = _build(context, spark, lakehouse, GOLD_TRENDS, transforms.market_trends,
+                               transforms.TRENDS_LOOKBACK_HOURS)
     metadata.update(charts.chart_metadata(charts.movers_chart(data), "top movers"))
     return MaterializeResult(metadata=metadata)

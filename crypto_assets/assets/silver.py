@@ -19,6 +19,8 @@ from dagster import (
     Config,
     MaterializeResult,
     MetadataValue,
+    TableColumnDep,
+    TableColumnLineage,
     multi_asset,
 )
 from pydantic import Field
@@ -60,6 +62,16 @@ def stablecoin_peg_breaks(silver: pa.Table) -> dict[str, float]:
             prices.setdefault(hour_label(row["ingest_hour"]), []).append(row["current_price"])
     medians = {hour: statistics.median(values) for hour, values in prices.items()}
     return {hour: median for hour, median in medians.items() if abs(median - 1) > PEG_TOLERANCE}
+
+
+# Silver columns carried over from Bronze's own columns; every other one is parsed from record_json.
+_BRONZE_COLUMNS = {"vs_currency", "source", "capture_id", "page", "position", "ingested_at", "ingest_hour", "ingest_date"}
+COLUMN_LINEAGE = TableColumnLineage(
+    deps_by_column={
+        name: [TableColumnDep(asset_key=BRONZE.asset_key, column_name=name if name in _BRONZE_COLUMNS else "record_json")]
+        for name in SILVER.arrow_schema.names
+    }
+)
 
 
 def _check(name: str, description: str, blocking: bool = False) -> AssetCheckSpec:
@@ -129,6 +141,7 @@ def silver_market_snapshots(
             "bronze_records": sum(bronze_per_hour.values()),
             "high_volume_rows": sum(1 for flag in silver.column("is_high_volume").to_pylist() if flag),
             "stale_rows": sum(1 for flag in silver.column("is_stale").to_pylist() if flag),
+            "dagster/column_lineage": COLUMN_LINEAGE,
             **table_metadata(SILVER, lakehouse, silver_written.version, silver_per_hour, silver),
         },
     )

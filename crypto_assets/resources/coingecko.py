@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import math
 import random
 import threading
@@ -23,10 +22,11 @@ from typing import Optional
 from urllib.parse import urlencode
 
 import requests
-from dagster import ConfigurableResource
+from dagster import ConfigurableResource, get_dagster_logger
 from pydantic import PrivateAttr
 
-log = logging.getLogger("crypto_assets.coingecko")
+# A Dagster logger: inside a run its lines go to the run log (and the UI), outside to stderr.
+log = get_dagster_logger("crypto_assets.coingecko")
 
 MARKETS = "/coins/markets"
 HISTORY = "/coins/{id}/market_chart/range"

@@ -8,7 +8,6 @@ as it was and a rerun gives the same table.
 
 from __future__ import annotations
 
-import logging
 import os
 import shutil
 import uuid
@@ -20,7 +19,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
-from dagster import ConfigurableResource
+from dagster import ConfigurableResource, get_dagster_logger
 from deltalake import CommitProperties, DeltaTable, write_deltalake
 from deltalake.exceptions import TableNotFoundError
 from pydantic import Field
@@ -31,7 +30,8 @@ from crypto_assets.tables import LakeTable
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
-log = logging.getLogger("crypto_assets.lakehouse")
+# A Dagster logger: inside a run its lines go to the run log (and the UI), outside to stderr.
+log = get_dagster_logger("crypto_assets.lakehouse")
 
 
 class LakehouseError(Exception):

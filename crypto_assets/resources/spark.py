@@ -6,16 +6,16 @@ Local mode by default, sized for the machine; ``SPARK_MASTER`` points it at a cl
 
 from __future__ import annotations
 
-import logging
 import time
 from pathlib import Path
 from typing import Any, Optional
 
-from dagster import InitResourceContext
+from dagster import InitResourceContext, get_dagster_logger
 from dagster_pyspark import LazyPySparkResource
 from pydantic import Field
 
-log = logging.getLogger("crypto_assets.spark")
+# A Dagster logger: inside a run its lines go to the run log (and the UI), outside to stderr.
+log = get_dagster_logger("crypto_assets.spark")
 
 # Spark's JVM logs at WARN by default; the run log wants our progress lines, not Spark's.
 LOG4J_CONFIG = Path(__file__).with_name("log4j2.properties")

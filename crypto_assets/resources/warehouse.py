@@ -18,7 +18,6 @@ on PostgreSQL and SQL Server. Concurrent loads are serialised by a table lock on
 from __future__ import annotations
 
 import itertools
-import logging
 import os
 import re
 import time
@@ -30,14 +29,15 @@ from typing import Iterator, Optional
 
 import pyarrow as pa
 import pyodbc
-from dagster import ConfigurableResource
+from dagster import ConfigurableResource, get_dagster_logger
 from pydantic import Field
 
 from crypto_assets import star_schema as star
 from crypto_assets.partitions import hours_in
 from crypto_assets.star_schema import Column, CoinVersion, StarTable
 
-log = logging.getLogger("crypto_assets.warehouse")
+# A Dagster logger: inside a run its lines go to the run log (and the UI), outside to stderr.
+log = get_dagster_logger("crypto_assets.warehouse")
 
 DEFAULT_ODBC = "DRIVER={SQLite3};Database=./data/warehouse.sqlite;BigInt=1"
 _PASSWORD = re.compile(r"((?:PWD|PASSWORD)\s*=\s*)(\{(?:[^}]|\}\})*\}|[^;]*)", re.IGNORECASE)
