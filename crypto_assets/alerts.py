@@ -25,6 +25,7 @@ from dagster import (
 )
 
 from crypto_assets.partitions import hour_label, hour_of_key
+from crypto_assets.resources.warehouse import mask_password
 
 WEBHOOK_ENV = "CRYPTO_ALERT_WEBHOOK_URL"
 # Environment variables whose values are secrets wherever they appear.
@@ -32,7 +33,6 @@ SECRET_ENVS = ("COINGECKO_API_KEY", WEBHOOK_ENV)
 MAX_ERROR_CHARS = 1500
 MAX_METADATA_CHARS = 400
 
-_PASSWORD = re.compile(r"(?i)\b(PWD|PASSWORD)(\s*=\s*)(\{(?:[^}]|\}\})*\}|[^;\s]*)")
 _QUALIFIED_CLASS = re.compile(r"^(?:\w+\.)+(\w+: )")
 _KEY_PARAM = re.compile(r"(?i)(x[-_]cg[-_](?:demo|pro)[-_]api[-_]key[\"']?\s*[:=]\s*[\"']?)[^\s\"'&,;}]+")
 
@@ -47,7 +47,7 @@ def scrub(text: str) -> str:
         value = os.environ.get(name, "").strip()
         if len(value) >= 4:
             text = text.replace(value, "***")
-    text = _PASSWORD.sub(r"\1\2***", text)
+    text = mask_password(text, os.environ.get("CRYPTO_WAREHOUSE_ODBC", ""))
     return _KEY_PARAM.sub(r"\1***", text)
 
 

@@ -351,6 +351,9 @@ def _fault_reply(fault: Fault) -> tuple[int, dict, bytes, float]:
 
 def _handler_for(sim: Simulator) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
+        # Headers and body go out as separate writes: with Nagle's algorithm on, each response
+        # would wait ~40 ms for the client's delayed ACK.
+        disable_nagle_algorithm = True
         protocol_version = "HTTP/1.1"  # keep-alive, as requests.Session expects
 
         def log_message(self, format: str, *args) -> None:  # quiet: the request log is sim.requests
