@@ -280,7 +280,7 @@ HOSTILE = {
     "bitcoin": ("btc'--", "'); DROP TABLE crypto_dim_coin;--"),
     "ethereum": ('e"th', 'Robert"); DELETE FROM x; -- 🚀'),
     "binancecoin": ("b\\nb", "名前 with ümlauts 🌕🌕"),
-    "usd-coin": ("usdc", "L" + "o" * 5000 + "ng"),
+    "usd-coin": ("NULL", "L" + "o" * 5000 + "ng {a,b} \\\" NULL"),  # array-literal syntax is data too
 }
 
 

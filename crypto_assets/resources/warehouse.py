@@ -84,6 +84,30 @@ def infer_dialect(connection_string: str) -> str:
 # --- dialects ---------------------------------------------------------------------------
 
 
+# PostgreSQL array inserts: rows per statement (parameters are one per column, so no limit
+# applies; this bounds the statement's size, about 20 bytes a value).
+ARRAY_ROWS_PER_STATEMENT = 10_000
+
+
+def _pg_text(value) -> str:
+    if value is None:
+        return "NULL"
+    text = value.isoformat(sep=" ") if isinstance(value, datetime) else str(value)
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def pg_array(values, kind: str) -> str:
+    """A PostgreSQL array literal of one column's values. Text is always quoted, so a name that
+    reads NULL or holds quotes, commas or braces stays data; numbers go as Python's repr."""
+    if kind in ("int", "bigint", "double"):
+        body = ",".join(map(repr, values)).replace("None", "NULL")
+    elif kind == "bool":
+        body = ",".join("NULL" if v is None else ("t" if v else "f") for v in values)
+    else:
+        body = ",".join(map(_pg_text, values))
+    return "{" + body + "}"
+
+
 @dataclass(frozen=True)
 class Dialect:
     """What differs between the engines: names, types, DDL guards, parameter limits."""
@@ -142,6 +166,12 @@ class Dialect:
         values = ", ".join([row] * rows)
         end = ";" if self.name == "mssql" else ""
         return f"INSERT INTO {self.table(schema, table)} ({', '.join(map(self.ident, columns))}) VALUES {values}{end}"
+
+    def insert_arrays(self, schema: str, table: str, columns: list[str], kinds: list[str]) -> str:
+        """PostgreSQL: every column as one array parameter, expanded by unnest()."""
+        arrays = ", ".join(f"?::{self.types[kind]}[]" for kind in kinds)
+        names = ", ".join(map(self.ident, columns))
+        return f"INSERT INTO {self.table(schema, table)} ({names}) SELECT * FROM unnest({arrays})"
 
     def create_view(self, schema: str, name: str, select: str) -> str:
         view = self.table(schema, name)
@@ -595,10 +625,18 @@ class WarehouseResource(ConfigurableResource):
         return ["time_key", "coin_key", *carried], list(zip(keys, coin_keys, *values))
 
     def _insert(self, cursor, d: Dialect, table: str, columns: list[str], rows: list[tuple]) -> int:
-        """Multi-row parameterised INSERTs (fast_executemany only with Microsoft's driver)."""
+        """Bulk insert: one array parameter per column on PostgreSQL, multi-row parameterised
+        INSERTs elsewhere (fast_executemany only with Microsoft's driver)."""
         started = time.perf_counter()
         driver = odbc_attributes(self.odbc_connection_string).get("DRIVER", "")
-        if rows and d.name == "mssql" and _MS_DRIVER.fullmatch(driver):
+        kinds = star.column_kinds(table)
+        if rows and d.name == "postgresql" and all(c in kinds for c in columns):
+            column_kinds = [kinds[c] for c in columns]
+            sql = d.insert_arrays(self.schema_name, table, columns, column_kinds)
+            for i in range(0, len(rows), ARRAY_ROWS_PER_STATEMENT):
+                batch = rows[i : i + ARRAY_ROWS_PER_STATEMENT]
+                cursor.execute(sql, [pg_array(values, kind) for values, kind in zip(zip(*batch), column_kinds)])
+        elif rows and d.name == "mssql" and _MS_DRIVER.fullmatch(driver):
             cursor.fast_executemany = True
             cursor.executemany(d.insert(self.schema_name, table, columns, 1), rows)
             cursor.fast_executemany = False
