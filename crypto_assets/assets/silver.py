@@ -111,7 +111,8 @@ def silver_market_snapshots(
     silver_written = lakehouse.write_window(SILVER, silver, start, end, run_id)
     quarantine_written = lakehouse.write_window(QUARANTINE, quarantine, start, end, run_id)
 
-    bronze_per_hour = rows_per_hour(lakehouse.read_window_arrow(BRONZE, start, end), start, end)
+    bronze_hours = lakehouse.read_window_arrow(BRONZE, start, end, columns=["ingest_hour"])
+    bronze_per_hour = rows_per_hour(bronze_hours, start, end)
     silver_per_hour = silver_written.rows_per_hour
     quarantine_per_hour = quarantine_written.rows_per_hour
     unaccounted = {
