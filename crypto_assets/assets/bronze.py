@@ -279,6 +279,7 @@ def bronze_coingecko_markets(
         metadata.update(
             coins_requested=snapshot.requested,
             coins_received=len(snapshot.records),
+            coins_unique=snapshot.unique_ids,
             pages_fetched=len(snapshot.pages),
             duplicate_ids=MetadataValue.json(snapshot.duplicate_ids),
         )

@@ -36,7 +36,6 @@ PLANS = {
     "demo": ("https://api.coingecko.com/api/v3", "x-cg-demo-api-key", 30.0),
     "pro": ("https://pro-api.coingecko.com/api/v3", "x-cg-pro-api-key", 500.0),
 }
-NO_RETRY_STATUSES = {400, 401, 403, 404, 422}
 KEY_ERROR_CODES = {10002, 10005, 10010, 10011}
 BODY_PREVIEW = 200
 
