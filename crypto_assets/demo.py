@@ -14,6 +14,8 @@ import time
 from pathlib import Path
 
 from crypto_assets.partitions import HOUR, current_hour, hour_label, partition_key
+from crypto_assets.resources.lakehouse import LakehouseResource, rows_per_hour
+from crypto_assets.resources.warehouse import WarehouseResource
 from crypto_assets.simulator import Simulator
 from crypto_assets.tables import ALL_TABLES
 
@@ -35,9 +37,6 @@ def materialize(partition_args: list[str], env: dict[str, str]) -> None:
 
 def print_counts(env: dict[str, str], start, end) -> None:
     """Rows per table for the demo's hours, read back from the lakehouse and the warehouse."""
-    from crypto_assets.resources.lakehouse import LakehouseResource, rows_per_hour
-    from crypto_assets.resources.warehouse import WarehouseResource
-
     lakehouse = LakehouseResource(root=env["CRYPTO_LAKE_ROOT"])
     print(f"\nRows per hour, {hour_label(start)} to {hour_label(end - HOUR)}:")
     for table in ALL_TABLES:

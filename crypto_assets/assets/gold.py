@@ -62,6 +62,7 @@ def _build(context: AssetExecutionContext, spark: SparkResource, lakehouse: Lake
     """
     start, end = run_window(context)
     silver = lakehouse.read_window(spark.spark_session, SILVER, start - timedelta(hours=lookback_hours), end)
+    # Windowed transforms take the window to cut their lookback off; the others use all rows.
     frame = transform(silver, start, end) if lookback_hours else transform(silver)
     data = frame.toArrow()
     written = lakehouse.write_window(table, data, start, end, context.run.run_id)
