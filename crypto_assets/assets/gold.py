@@ -70,11 +70,19 @@ def _build(context: AssetExecutionContext, spark: SparkResource, lakehouse: Lake
     return silver, data, table_metadata(table, lakehouse, written.version, written.rows_per_hour, data)
 
 
+def shares_off(distribution: pa.Table) -> dict[str, float]:
+    """Hours whose tiers' market-cap shares do not sum to 1 (hours without any cap are skipped)."""
+    sums: dict = {}
+    for row in distribution.to_pylist():
+        sums[row["ingest_hour"]] = sums.get(row["ingest_hour"], 0.0) + (row["market_cap_share"] or 0.0)
+    return {hour_label(hour): total for hour, total in sums.items() if total and abs(total - 1) > SHARE_TOLERANCE}
+
+
 def _close(a, b) -> bool:
     return abs((a or 0.0) - (b or 0.0)) <= 1e-9 * max(1.0, abs(a or 0.0))
 
 
-def _totals_mismatch(silver: pa.Table, overview: pa.Table) -> tuple[list[str], list[str]]:
+def totals_mismatch(silver: pa.Table, overview: pa.Table) -> tuple[list[str], list[str]]:
     """Hours whose overview totals differ from Silver's own sums, and Silver hours missing from it."""
     sums = silver.group_by("ingest_hour").aggregate(
         [("coin_id", "count"), ("market_cap", "sum"), ("total_volume", "sum")]
@@ -102,7 +110,7 @@ def _totals_mismatch(silver: pa.Table, overview: pa.Table) -> tuple[list[str], l
 def gold_market_overview(context: AssetExecutionContext, spark: SparkResource, lakehouse: LakehouseResource):
     silver, data, metadata = _build(context, spark, lakehouse, GOLD_OVERVIEW, transforms.market_overview)
     totals = silver.select("ingest_hour", "coin_id", "market_cap", "total_volume").toArrow()
-    mismatched, missing = _totals_mismatch(totals, data)
+    mismatched, missing = totals_mismatch(totals, data)
     return MaterializeResult(
         metadata=metadata,
         check_results=[AssetCheckResult(
@@ -120,10 +128,7 @@ def gold_market_overview(context: AssetExecutionContext, spark: SparkResource, l
 def gold_market_distribution(context: AssetExecutionContext, spark: SparkResource, lakehouse: LakehouseResource):
     _, data, metadata = _build(context, spark, lakehouse, GOLD_DISTRIBUTION, transforms.market_distribution)
     metadata.update(charts.chart_metadata(charts.distribution_chart(data), "market distribution"))
-    sums: dict = {}
-    for row in data.to_pylist():
-        sums[row["ingest_hour"]] = sums.get(row["ingest_hour"], 0.0) + (row["market_cap_share"] or 0.0)
-    off = {hour_label(hour): total for hour, total in sums.items() if total and abs(total - 1) > SHARE_TOLERANCE}
+    off = shares_off(data)
     return MaterializeResult(
         metadata=metadata,
         check_results=[AssetCheckResult(check_name="shares_sum_to_one", passed=not off,
