@@ -423,6 +423,10 @@ def topology(dagster_database, tmp_path_factory):
                 lambda: subprocess.run(health, env=instance_env, capture_output=True, timeout=30).returncode == 0,
                 processes, timeout=120, interval=2,
             )  # fmt: skip
+            # The daemon and the webserver would both create the fresh database's tables at the
+            # same moment and race on the migrations: create them first, once.
+            subprocess.run([str(BIN / "dagster"), "instance", "migrate"], env=instance_env, cwd=work,
+                           check=True, capture_output=True, timeout=120)
             workspace_args = ["-w", str(root / "workspace.yaml")]
             processes.start("daemon", [str(BIN / "dagster-daemon"), "run", *workspace_args], instance_env, work)
             processes.start(

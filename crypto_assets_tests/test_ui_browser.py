@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 import requests
+from dagster import DagsterInstance
 
 from crypto_assets.partitions import current_hour, partition_key
 from crypto_assets.simulator import Simulator
@@ -83,6 +84,10 @@ class Dagster:
             "webserver": [str(bin_dir / "dagster-webserver"), "-m", "crypto_assets.definitions", "-h", "127.0.0.1", "-p", port],
             "daemon": [str(bin_dir / "dagster-daemon"), "run", "-m", "crypto_assets.definitions"],
         }
+        # Both processes would create a fresh instance's SQLite storage at the same moment and
+        # race on its migrations: create it once, first.
+        with DagsterInstance.from_config(env["DAGSTER_HOME"]):
+            pass
         self.processes = {
             name: subprocess.Popen(command, env=env, stdout=self.logs[name].open("w"), stderr=subprocess.STDOUT)
             for name, command in commands.items()
