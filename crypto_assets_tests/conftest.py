@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import time
 import uuid
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -27,6 +29,20 @@ def unavailable(reason: str):
     if IN_CI:
         pytest.fail(f"{reason} (CI is set: this test must run)")
     pytest.skip(reason)
+
+
+def settle_hour(margin_seconds: int = 60) -> None:
+    """Tests that capture "the current hour" compute it before the pipeline does: never start
+    one in the last ``margin_seconds`` of an hour, or the two could name different hours."""
+    now = datetime.now(timezone.utc)
+    left = 3600 - (now.minute * 60 + now.second)
+    if left <= margin_seconds:
+        time.sleep(left + 1)
+
+
+@pytest.fixture
+def hour_settled() -> None:
+    settle_hour()
 
 
 @pytest.fixture(scope="session")

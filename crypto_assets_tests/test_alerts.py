@@ -8,6 +8,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from conftest import settle_hour
 from dagster import (
     AssetCheckResult,
     AssetCheckSpec,
@@ -80,6 +81,7 @@ def posted_text(body: dict) -> str:
 
 
 def test_a_bronze_failure_posts_run_asset_hour_and_error_without_the_key(receiver, tmp_path):
+    settle_hour()
     hour = current_hour()
     instance = DagsterInstance.ephemeral()
     with Simulator(coins=20, api_key=API_KEY) as sim:

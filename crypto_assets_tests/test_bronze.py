@@ -18,6 +18,7 @@ from crypto_assets.simulator import Simulator
 from crypto_assets.tables import BRONZE
 
 LIMIT = 30
+pytestmark = pytest.mark.usefixtures("hour_settled")
 
 
 def capture(lake: LakehouseResource, base_url: str, start, end=None, *, api_key=None, refetch=False,

@@ -14,6 +14,7 @@ from crypto_assets.partitions import HOUR, current_hour, partition_key
 from crypto_assets.resources.lakehouse import LakehouseResource
 from crypto_assets.simulator import Simulator
 from crypto_assets.tables import BRONZE, QUARANTINE, SILVER
+from conftest import settle_hour
 from test_pipeline_cli import materialize
 
 LIMIT = 1000  # four pages of 250: one fault per page
@@ -37,6 +38,7 @@ def faulty_run(tmp_path_factory):
             "CRYPTO_COINS_LIMIT": str(LIMIT),
             "CRYPTO_LAKE_ROOT": str(lake_root),
         }
+        settle_hour()
         hour = current_hour()
         materialize(env, "--partition", partition_key(hour), select="key:raw_data/* or key:cleaned_data/*")
         statuses = [r["status"] for r in sim.requests]

@@ -3,8 +3,7 @@ vacuumed only past the retention, a reader's older snapshot still readable, data
 
 from __future__ import annotations
 
-import os
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 
 import pyarrow as pa
 import pyarrow.dataset as pads

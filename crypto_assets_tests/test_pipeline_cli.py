@@ -8,11 +8,11 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
-from datetime import datetime, timezone
+from datetime import datetime
 
 import pyarrow.compute as pc
 import pytest
+from conftest import settle_hour
 from test_warehouse import dump
 
 from crypto_assets.partitions import HOUR, current_hour, partition_key
@@ -39,16 +39,9 @@ def lake_state(lake: LakehouseResource, start: datetime, end: datetime) -> dict:
     }
 
 
-def wait_for_a_settled_hour() -> None:
-    """The test spans two runs of the current hour: don't start it seconds before the hour turns."""
-    now = datetime.now(timezone.utc)
-    if now.minute == 59 and now.second > 0:
-        time.sleep(61 - now.second)
-
-
 @pytest.fixture(scope="module")
 def pipeline(simulator, tmp_path_factory, sqlite_odbc):
-    wait_for_a_settled_hour()
+    settle_hour()
     home = tmp_path_factory.mktemp("dagster_home")
     lake_root = tmp_path_factory.mktemp("lake")
     env = {

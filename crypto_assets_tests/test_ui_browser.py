@@ -18,6 +18,7 @@ import pytest
 import requests
 from dagster import DagsterInstance
 
+from conftest import settle_hour
 from crypto_assets.partitions import current_hour, partition_key
 from crypto_assets.simulator import Simulator
 
@@ -198,6 +199,7 @@ def test_materialising_the_current_hour_from_the_ui_succeeds(dagster, browser, s
     dialog = WebDriverWait(browser, 30).until(EC.visibility_of_element_located((By.CSS_SELECTOR, "[role=dialog]")))
     assert f"materialize {len(EXPECTED_ASSETS)} assets" in dialog.text
     partitions = dialog.find_element(By.CSS_SELECTOR, "input[placeholder='No matching partitions'], input[type=text]")
+    settle_hour()
     key = partition_key(current_hour())
     partitions.click()
     partitions.send_keys(key, Keys.ENTER)
