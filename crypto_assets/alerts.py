@@ -9,7 +9,6 @@ scrubbed of secrets (the CoinGecko key, ODBC passwords, the webhook URL itself) 
 from __future__ import annotations
 
 import json
-import os
 import re
 from dataclasses import dataclass, field
 
@@ -26,6 +25,7 @@ from dagster import (
 
 from crypto_assets.partitions import hour_label, hour_of_key
 from crypto_assets.resources.warehouse import mask_password
+from crypto_assets.settings import env
 
 WEBHOOK_ENV = "CRYPTO_ALERT_WEBHOOK_URL"
 # Environment variables whose values are secrets wherever they appear.
@@ -44,10 +44,10 @@ class AlertDeliveryError(Exception):
 def scrub(text: str) -> str:
     """``text`` without anything that looks like a secret of this platform."""
     for name in SECRET_ENVS:
-        value = os.environ.get(name, "").strip()
+        value = env(name, "")
         if len(value) >= 4:
             text = text.replace(value, "***")
-    text = mask_password(text, os.environ.get("CRYPTO_WAREHOUSE_ODBC", ""))
+    text = mask_password(text, env("CRYPTO_WAREHOUSE_ODBC", ""))
     return _KEY_PARAM.sub(r"\1***", text)
 
 
@@ -140,7 +140,7 @@ def describe_failed_run(instance: DagsterInstance, run: DagsterRun, run_failure_
 
 def _run_url(run_id: str) -> str | None:
     """A link to the run in the UI, when ``CRYPTO_DAGSTER_UI_URL`` says where the UI is."""
-    base = os.environ.get("CRYPTO_DAGSTER_UI_URL", "").strip().rstrip("/")
+    base = env("CRYPTO_DAGSTER_UI_URL", "").rstrip("/")
     return f"{base}/runs/{run_id}" if base else None
 
 
@@ -196,7 +196,7 @@ def post_alert(url: str, payload: dict, timeout: float = 10.0) -> None:
     monitor_all_code_locations=True,
 )
 def run_failure_alert(context: RunFailureSensorContext):
-    url = os.environ.get(WEBHOOK_ENV, "").strip()
+    url = env(WEBHOOK_ENV)
     if not url:
         context.log.info("%s is not set: run %s failed, no alert sent", WEBHOOK_ENV, context.dagster_run.run_id)
         return

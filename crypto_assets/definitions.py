@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 from dagster import (
     AssetSelection,
     Definitions,
@@ -22,27 +20,12 @@ from crypto_assets.resources.coingecko import CoinGeckoResource
 from crypto_assets.resources.lakehouse import LakehouseResource
 from crypto_assets.resources.spark import SparkResource
 from crypto_assets.resources.warehouse import DEFAULT_ODBC, WarehouseResource
-
-
-def _env(name: str, default: str | None = None) -> str | None:
-    value = os.environ.get(name, "").strip()
-    return value or default
-
-
-def _number_env(name: str, default, kind=int):
-    """A numeric setting, with an error naming the variable when it does not parse."""
-    value = _env(name)
-    if value is None:
-        return default
-    try:
-        return kind(value)
-    except ValueError:
-        raise ValueError(f"{name} must be a {'whole ' if kind is int else ''}number, not {value!r}") from None
+from crypto_assets.settings import env, number_env
 
 
 def _secret(name: str, default: str | None = None):
     """An EnvVar when set, so Dagster reads the value at run time and never shows it."""
-    return EnvVar(name) if _env(name) else default
+    return EnvVar(name) if env(name) else default
 
 
 assets = load_assets_from_modules([bronze, silver, gold, warehouse])
@@ -64,13 +47,13 @@ hourly_schedule = build_schedule_from_partitioned_job(hourly_job, minute_of_hour
 resources = {
     "coingecko": CoinGeckoResource(
         api_key=_secret("COINGECKO_API_KEY"),
-        plan=_env("COINGECKO_PLAN", "demo"),
-        base_url=_env("COINGECKO_BASE_URL"),
-        coins_limit=_number_env("CRYPTO_COINS_LIMIT", 250),
-        calls_per_minute=_number_env("COINGECKO_CALLS_PER_MINUTE", None, float),
+        plan=env("COINGECKO_PLAN", "demo"),
+        base_url=env("COINGECKO_BASE_URL"),
+        coins_limit=number_env("CRYPTO_COINS_LIMIT", 250),
+        calls_per_minute=number_env("COINGECKO_CALLS_PER_MINUTE", None, float),
     ),
-    "spark": SparkResource(master=_env("SPARK_MASTER", "local[*]"), remote=_env("SPARK_REMOTE")),
-    "lakehouse": LakehouseResource(root=_env("CRYPTO_LAKE_ROOT", "./data/lake")),
+    "spark": SparkResource(master=env("SPARK_MASTER", "local[*]"), remote=env("SPARK_REMOTE")),
+    "lakehouse": LakehouseResource(root=env("CRYPTO_LAKE_ROOT", "./data/lake")),
     "warehouse": WarehouseResource(odbc_connection_string=_secret("CRYPTO_WAREHOUSE_ODBC", DEFAULT_ODBC)),
 }
 

@@ -24,6 +24,7 @@ from dagster import (
 )
 
 from crypto_assets.resources.lakehouse import LakehouseResource
+from crypto_assets.settings import number_env
 from crypto_assets.tables import ALL_TABLES
 
 RETENTION_ENV = "CRYPTO_VACUUM_RETENTION_HOURS"
@@ -32,13 +33,7 @@ DEFAULT_RETENTION_HOURS = 168
 
 def vacuum_retention_hours() -> int:
     """The vacuum retention from the environment, with an error naming the variable."""
-    value = os.environ.get(RETENTION_ENV, "").strip()
-    if not value:
-        return DEFAULT_RETENTION_HOURS
-    try:
-        hours = int(value)
-    except ValueError:
-        raise ValueError(f"{RETENTION_ENV} must be a whole number of hours, not {value!r}") from None
+    hours = number_env(RETENTION_ENV, DEFAULT_RETENTION_HOURS, what="number of hours")
     if hours < 0:
         raise ValueError(f"{RETENTION_ENV} must be 0 or more hours, not {hours}")
     return hours

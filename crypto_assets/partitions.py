@@ -7,18 +7,19 @@ after the hour starts. ``CRYPTO_PARTITIONS_START`` moves the first partition.
 
 from __future__ import annotations
 
-import os
 import sys
 from datetime import datetime, timedelta, timezone
 
 from dagster import HourlyPartitionsDefinition
+
+from crypto_assets.settings import env
 
 HOUR = timedelta(hours=1)
 PARTITION_KEY_FORMAT = "%Y-%m-%d-%H:%M"
 DEFAULT_START = "2026-01-01-00:00"
 
 hourly_partitions = HourlyPartitionsDefinition(
-    start_date=os.environ.get("CRYPTO_PARTITIONS_START", "").strip() or DEFAULT_START,
+    start_date=env("CRYPTO_PARTITIONS_START", DEFAULT_START),
     end_offset=1,
     timezone="UTC",
 )

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from datetime import datetime, timedelta
 import pyarrow as pa
 from dagster import AssetExecutionContext, BackfillPolicy, FreshnessPolicy, MetadataValue, TableColumn, TableSchema
 
 from crypto_assets.partitions import hour_label
 from crypto_assets.resources.lakehouse import LakehouseResource
+from crypto_assets.settings import number_env
 from crypto_assets.tables import LakeTable
 
 # A backfill of a range of hours is one run: one Spark session, history fetched once per coin.
@@ -25,7 +25,7 @@ MAX_HOURS_PER_RUN_DEFAULT = 24 * 31
 def run_window(context: AssetExecutionContext) -> tuple[datetime, datetime]:
     """The run's hour window [start, end), refused when longer than CRYPTO_MAX_HOURS_PER_RUN."""
     start, end = context.partition_time_window
-    limit = int(os.environ.get("CRYPTO_MAX_HOURS_PER_RUN", "").strip() or MAX_HOURS_PER_RUN_DEFAULT)
+    limit = number_env("CRYPTO_MAX_HOURS_PER_RUN", MAX_HOURS_PER_RUN_DEFAULT, what="number of hours")
     hours = int((end - start).total_seconds() // 3600)
     if hours > limit:
         raise ValueError(

@@ -18,7 +18,6 @@ on PostgreSQL and SQL Server. Concurrent loads are serialised by a table lock on
 from __future__ import annotations
 
 import itertools
-import os
 import re
 import time
 from contextlib import contextmanager
@@ -295,8 +294,8 @@ class WarehouseResource(ConfigurableResource):
     """The SQL star schema, loaded per hour window in one transaction."""
 
     odbc_connection_string: str = Field(
-        default_factory=lambda: os.environ.get("CRYPTO_WAREHOUSE_ODBC", DEFAULT_ODBC),
-        description="ODBC connection string (CRYPTO_WAREHOUSE_ODBC); default: SQLite file ./data/warehouse.sqlite",
+        default=DEFAULT_ODBC,
+        description="ODBC connection string (CRYPTO_WAREHOUSE_ODBC, read in definitions.py); default: SQLite file ./data/warehouse.sqlite",
     )
     schema_name: str = Field(default="crypto", description="schema of the star tables (SQLite: table prefix)")
     dialect: Optional[str] = Field(
