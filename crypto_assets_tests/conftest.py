@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import socket
 import time
 import uuid
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -17,10 +19,10 @@ REPO = Path(__file__).resolve().parents[1]
 # The recorded CoinGecko responses live beside the repository, never inside it.
 SAMPLES = REPO.parent / "shared" / "coingecko" / "samples"
 IN_CI = bool(os.environ.get("CI"))
-POSTGRES_ADMIN_ODBC = os.environ.get(
+# The PostgreSQL server of the tests, without a database: append ";DATABASE=name".
+POSTGRES_SERVER = os.environ.get(
     "CRYPTO_TEST_POSTGRES_ODBC",
-    "DRIVER={PostgreSQL Unicode};SERVER=127.0.0.1;PORT=5432;DATABASE=postgres;UID=postgres;"
-    "BoolsAsChar=0;Protocol=7.4-1",
+    "DRIVER={PostgreSQL Unicode};SERVER=127.0.0.1;PORT=5432;UID=postgres;BoolsAsChar=0;Protocol=7.4-1",
 )
 
 
@@ -74,19 +76,32 @@ def sqlite_odbc(tmp_path_factory) -> str:
     return f"DRIVER={{SQLite3}};Database={path};BigInt=1"
 
 
-@pytest.fixture(scope="module")
-def postgres_odbc():
-    """A fresh PostgreSQL database for the module, dropped afterwards."""
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@contextmanager
+def postgres_database(prefix: str):
+    """The name of a fresh database on the test server, dropped afterwards."""
     import pyodbc
 
     try:
-        admin = pyodbc.connect(POSTGRES_ADMIN_ODBC, autocommit=True, timeout=5)
+        admin = pyodbc.connect(POSTGRES_SERVER + ";DATABASE=postgres", autocommit=True, timeout=5)
     except pyodbc.Error as error:
         unavailable(f"PostgreSQL not reachable through psqlODBC: {error}")
-    name = f"crypto_test_{uuid.uuid4().hex[:10]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
     admin.execute(f"CREATE DATABASE {name}")
     try:
-        yield POSTGRES_ADMIN_ODBC.replace("DATABASE=postgres", f"DATABASE={name}")
+        yield name
     finally:
         admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
         admin.close()
+
+
+@pytest.fixture(scope="module")
+def postgres_odbc():
+    """A fresh PostgreSQL database for the module: its ODBC connection string."""
+    with postgres_database("crypto_test") as name:
+        yield f"{POSTGRES_SERVER};DATABASE={name}"

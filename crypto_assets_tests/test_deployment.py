@@ -16,24 +16,22 @@ import os
 import re
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
 import time
-import uuid
 from pathlib import Path
 
 import pytest
 import yaml
 
+from conftest import REPO, free_port, postgres_database
 from crypto_assets.partitions import HOUR, current_hour, partition_key
 from crypto_assets.tables import ALL_TABLES
 
 # dagster_graphql's client calls gql with arguments gql has deprecated: not ours to fix.
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:gql")
 
-REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 LOCATION = "crypto_assets"
 JOB = "crypto_hourly"
@@ -245,31 +243,8 @@ def pg_connect(dbname: str):
 @pytest.fixture(scope="module")
 def dagster_database():
     """A fresh PostgreSQL database for the instance, dropped afterwards. CI must have PostgreSQL."""
-    import psycopg2
-
-    try:
-        admin = pg_connect("postgres")
-    except psycopg2.OperationalError as error:
-        message = f"PostgreSQL not reachable at {PG['host']}:{PG['port']} as {PG['user']}: {error}".strip()
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    admin.autocommit = True
-    name = f"crypto_deploy_{uuid.uuid4().hex[:12]}"
-    with admin.cursor() as cursor:
-        cursor.execute(f'CREATE DATABASE "{name}"')
-    try:
+    with postgres_database("crypto_deploy") as name:
         yield name
-    finally:
-        with admin.cursor() as cursor:
-            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.close()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Processes:

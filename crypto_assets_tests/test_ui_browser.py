@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -18,7 +17,7 @@ import pytest
 import requests
 from dagster import DagsterInstance
 
-from conftest import settle_hour
+from conftest import free_port, settle_hour
 from crypto_assets.partitions import current_hour, partition_key
 from crypto_assets.simulator import Simulator
 
@@ -67,17 +66,11 @@ from selenium.webdriver.support import expected_conditions as EC  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class Dagster:
     """The webserver and daemon processes, and GraphQL queries against them."""
 
     def __init__(self, tmp: Path, env: dict[str, str]):
-        self.url = f"http://127.0.0.1:{_free_port()}"
+        self.url = f"http://127.0.0.1:{free_port()}"
         self.logs = {name: tmp / f"{name}.log" for name in ("webserver", "daemon")}
         bin_dir = Path(sys.executable).parent
         port = self.url.rsplit(":", 1)[1]

@@ -15,11 +15,10 @@ import pytest
 
 from crypto_assets import star_schema as star
 from crypto_assets.resources.warehouse import WarehouseError, WarehouseResource
-from conftest import unavailable
+from conftest import POSTGRES_SERVER, postgres_database
 from crypto_assets.tables import GOLD_DISTRIBUTION, GOLD_OVERVIEW, GOLD_TRENDS, GOLD_VOLATILITY, SILVER
 
 H0 = datetime(2026, 3, 2, 0, tzinfo=timezone.utc)  # a Monday
-PG_SERVER = "DRIVER={PostgreSQL Unicode};SERVER=127.0.0.1;PORT=5432;UID=postgres;BoolsAsChar=0;Protocol=7.4-1"
 
 
 def hour(i: int) -> datetime:
@@ -102,19 +101,24 @@ def load(wh: WarehouseResource, first: int, last: int, **kwargs) -> dict[str, in
 @pytest.fixture(scope="module")
 def pg_database():
     """A throw-away PostgreSQL database (and reader role) for this module."""
-    name, role = f"crypto_wh_test_{os.getpid()}", f"crypto_reader_t{os.getpid()}"
-    try:
-        admin = pyodbc.connect(PG_SERVER + ";DATABASE=postgres", autocommit=True, timeout=5)
-    except pyodbc.Error as error:
-        unavailable(f"no PostgreSQL server on 127.0.0.1:5432 ({error.args[-1]})")
-    admin.execute(f"DROP DATABASE IF EXISTS {name}")
-    admin.execute(f"CREATE DATABASE {name}")
-    yield name, role
-    admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-    admin.execute(f"DROP ROLE IF EXISTS {role}")
-    admin.execute("DROP ROLE IF EXISTS crypto_wh_noperm")
-    admin.execute("DROP ROLE IF EXISTS crypto_wh_maker")
+    role = f"crypto_reader_t{os.getpid()}"
+    with postgres_database("crypto_wh_test") as name:
+        yield name, role
+    # Roles are server-wide and own objects in the database: drop them once it is gone.
+    admin = pyodbc.connect(POSTGRES_SERVER + ";DATABASE=postgres", autocommit=True)
+    for created in (role, "crypto_wh_noperm", "crypto_wh_maker"):
+        admin.execute(f"DROP ROLE IF EXISTS {created}")
     admin.close()
+
+
+def login_role(database: str, role: str, grant: str) -> str:
+    """A fresh login role with one statement of rights; the connection string to use it."""
+    admin = pyodbc.connect(POSTGRES_SERVER + f";DATABASE={database}", autocommit=True)
+    admin.execute(f"DROP ROLE IF EXISTS {role}")
+    admin.execute(f"CREATE ROLE {role} LOGIN")
+    admin.execute(grant)
+    admin.close()
+    return POSTGRES_SERVER.replace("UID=postgres", f"UID={role}") + f";DATABASE={database}"
 
 
 SCHEMAS = itertools.count()
@@ -126,7 +130,7 @@ def wh(request, tmp_path) -> WarehouseResource:
         return WarehouseResource(odbc_connection_string=f"DRIVER={{SQLite3}};Database={tmp_path}/wh.sqlite;BigInt=1")
     database, role = request.getfixturevalue("pg_database")
     return WarehouseResource(
-        odbc_connection_string=f"{PG_SERVER};DATABASE={database}",
+        odbc_connection_string=f"{POSTGRES_SERVER};DATABASE={database}",
         schema_name=f"crypto_t{next(SCHEMAS)}",
         reader_role=role,
     )
@@ -347,7 +351,7 @@ def test_unknown_driver_is_a_clear_error():
 
 
 def test_unreachable_server(pg_database):
-    wh = WarehouseResource(odbc_connection_string=f"{PG_SERVER.replace('5432', '1')};DATABASE=x;PWD=hunter2secret")
+    wh = WarehouseResource(odbc_connection_string=f"{POSTGRES_SERVER.replace('5432', '1')};DATABASE=x;PWD=hunter2secret")
     with pytest.raises(WarehouseError) as error:
         wh.table_counts()
     message = str(error.value)
@@ -357,7 +361,7 @@ def test_unreachable_server(pg_database):
 
 def test_bad_credentials(pg_database):
     database, _ = pg_database
-    conn = PG_SERVER.replace("UID=postgres", "UID=nobody_here") + f";DATABASE={database};PWD={{pa;ss}}"
+    conn = POSTGRES_SERVER.replace("UID=postgres", "UID=nobody_here") + f";DATABASE={database};PWD={{pa;ss}}"
     with pytest.raises(WarehouseError) as error:
         WarehouseResource(odbc_connection_string=conn).table_counts()
     message = str(error.value)
@@ -366,31 +370,21 @@ def test_bad_credentials(pg_database):
 
 def test_permission_error_is_clear(pg_database):
     database, _ = pg_database
-    admin = pyodbc.connect(PG_SERVER + f";DATABASE={database}", autocommit=True)
-    admin.execute("DROP ROLE IF EXISTS crypto_wh_noperm")
-    admin.execute("CREATE ROLE crypto_wh_noperm LOGIN")
-    admin.execute(f"REVOKE CREATE ON DATABASE {database} FROM PUBLIC")
-    admin.close()
-    wh = WarehouseResource(odbc_connection_string=PG_SERVER.replace("UID=postgres", "UID=crypto_wh_noperm") + f";DATABASE={database}",
-                           schema_name="noperm")
+    conn = login_role(database, "crypto_wh_noperm", f"REVOKE CREATE ON DATABASE {database} FROM PUBLIC")
+    wh = WarehouseResource(odbc_connection_string=conn, schema_name="noperm")
     with pytest.raises(WarehouseError, match="permission denied"):
         load(wh, 0, 1)
 
 
 def test_reader_role(pg_database, caplog):
     database, role = pg_database
-    owner = WarehouseResource(odbc_connection_string=f"{PG_SERVER};DATABASE={database}", schema_name="granted", reader_role=role)
+    owner = WarehouseResource(odbc_connection_string=f"{POSTGRES_SERVER};DATABASE={database}", schema_name="granted", reader_role=role)
     load(owner, 0, 1)
     grants = query(owner, "SELECT privilege_type FROM information_schema.role_table_grants "
                           "WHERE grantee = ? AND table_schema = 'granted' AND table_name = 'dim_coin'", role)
     assert grants == [("SELECT",)]
-    admin = pyodbc.connect(PG_SERVER + f";DATABASE={database}", autocommit=True)
-    admin.execute("DROP ROLE IF EXISTS crypto_wh_maker")
-    admin.execute("CREATE ROLE crypto_wh_maker LOGIN")
-    admin.execute(f"GRANT CREATE ON DATABASE {database} TO crypto_wh_maker")
-    admin.close()
-    maker = WarehouseResource(odbc_connection_string=PG_SERVER.replace("UID=postgres", "UID=crypto_wh_maker") + f";DATABASE={database}",
-                              schema_name="made", reader_role="crypto_reader_never_created")
+    conn = login_role(database, "crypto_wh_maker", f"GRANT CREATE ON DATABASE {database} TO crypto_wh_maker")
+    maker = WarehouseResource(odbc_connection_string=conn, schema_name="made", reader_role="crypto_reader_never_created")
     caplog.set_level("INFO", logger="dagster.builtin.crypto_assets.warehouse")
     assert load(maker, 0, 1)["fact_market_snapshot"] == 4  # loads without the right to create roles
     assert "crypto_reader_never_created not set up" in caplog.text
