@@ -154,26 +154,34 @@ def _scrubbed(value):
     return value
 
 
+def slack_escape(text: str) -> str:
+    """Text from data (errors, check metadata, names) as Slack shows it literally: ``<!channel>``
+    or ``<http://x|click>`` in an API-controlled field must not become a mention or a link."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def slack_message(alert: RunAlert) -> dict:
     """Slack incoming-webhook JSON: a plain ``text`` (what notifications show) and blocks."""
-    hours = " … ".join(alert.hours) if alert.hours else "no partition"
-    assets = ", ".join(alert.assets) or "none"
+    hours = slack_escape(" … ".join(alert.hours) if alert.hours else "no partition")
+    assets = slack_escape(", ".join(alert.assets) or "none")
     run = f"<{alert.run_url}|{alert.run_id}>" if alert.run_url else alert.run_id
-    job = "asset materialization" if alert.job.startswith("__") else alert.job
+    job = slack_escape("asset materialization" if alert.job.startswith("__") else alert.job)
+    error = slack_escape(alert.error)
     headline = f"Run {alert.run_id} of {job} failed (hours {hours}; assets {assets})"
     fields = [f"*Run:* {run}", f"*Job:* {job}", f"*Hours:* {hours}", f"*Assets:* {assets}"]
     blocks = [
         {"type": "header", "text": {"type": "plain_text", "text": f":rotating_light: {job} failed"}},
         {"type": "section", "fields": [{"type": "mrkdwn", "text": text} for text in fields]},
-        {"type": "section", "text": {"type": "mrkdwn", "text": f"*Error*\n```{alert.error}```"}},
+        {"type": "section", "text": {"type": "mrkdwn", "text": f"*Error*\n```{error}```"}},
     ]
     if alert.failed_checks:
         lines = [
-            f"• {'blocking' if check.blocking else 'warning'} `{check.check}` on `{check.asset}`: {check.metadata}"
+            f"• {'blocking' if check.blocking else 'warning'} `{slack_escape(check.check)}` on "
+            f"`{slack_escape(check.asset)}`: {slack_escape(check.metadata)}"
             for check in alert.failed_checks
         ]
         blocks.append({"type": "section", "text": {"type": "mrkdwn", "text": "*Failed checks*\n" + "\n".join(lines)}})
-    summary = " ".join(alert.error.split())
+    summary = " ".join(error.split())
     summary = summary if len(summary) <= 300 else summary[:297] + "..."
     return _scrubbed({"text": f"{headline}: {summary}", "blocks": blocks})
 

@@ -15,11 +15,13 @@ from pathlib import Path
 
 from crypto_assets.partitions import HOUR, current_hour, hour_label, partition_key
 from crypto_assets.resources.lakehouse import LakehouseResource, rows_per_hour
-from crypto_assets.resources.warehouse import WarehouseResource
+from crypto_assets.resources.warehouse import WarehouseResource, mask_password
 from crypto_assets.simulator import Simulator
 from crypto_assets.tables import ALL_TABLES
 
 DEMO_COINS = 300
+# A local instance: runs kept in DAGSTER_HOME, no telemetry, one CoinGecko capture at a time.
+LOCAL_INSTANCE = "telemetry:\n  enabled: false\nconcurrency:\n  pools:\n    default_limit: 1\n"
 # The run's progress lines (pages, rows, checks) without Dagster's per-event debug stream.
 INFO_LOGS = '{"loggers": {"console": {"config": {"log_level": "INFO"}}}}'
 
@@ -52,8 +54,8 @@ def main() -> None:
     data = Path(os.environ.get("CRYPTO_DEMO_DATA", "./data")).absolute()
     home = Path(os.environ.get("DAGSTER_HOME", data / "dagster_home"))
     home.mkdir(parents=True, exist_ok=True)
-    if not (home / "dagster.yaml").exists():  # a local instance: runs kept in DAGSTER_HOME, no telemetry
-        (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    if not (home / "dagster.yaml").exists():
+        (home / "dagster.yaml").write_text(LOCAL_INSTANCE)
     with Simulator(coins=DEMO_COINS) as simulator:
         env = {
             **os.environ,
@@ -71,7 +73,8 @@ def main() -> None:
         materialize(["--partition-range", f"{partition_key(first)}...{partition_key(now - HOUR)}"], env)
         materialize(["--partition", partition_key(now)], env)
         print_counts(env, first, now + HOUR)
-    print(f"\nLakehouse: {env['CRYPTO_LAKE_ROOT']}\nWarehouse: {env['CRYPTO_WAREHOUSE_ODBC']}")
+    odbc = env["CRYPTO_WAREHOUSE_ODBC"]
+    print(f"\nLakehouse: {env['CRYPTO_LAKE_ROOT']}\nWarehouse: {mask_password(odbc, odbc)}")
 
 
 if __name__ == "__main__":

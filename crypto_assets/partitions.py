@@ -53,6 +53,12 @@ def hour_label(hour: datetime) -> str:
     return floor_hour(hour).strftime("%Y-%m-%dT%H:00Z")
 
 
+def window_label(start: datetime, end: datetime) -> str:
+    """Hours [start, end) as named in messages: one label, or the first and last hour."""
+    last = floor_hour(end - HOUR) if end > start else floor_hour(start)
+    return hour_label(start) if last <= floor_hour(start) else f"{hour_label(start)} to {hour_label(last)}"
+
+
 def current_hour() -> datetime:
     return floor_hour(datetime.now(timezone.utc))
 

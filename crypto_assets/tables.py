@@ -34,6 +34,12 @@ class LakeTable:
     def asset_key(self) -> AssetKey:
         return AssetKey([self.schema_name, self.name])
 
+    @property
+    def stats_columns(self) -> str:
+        """The columns Delta keeps file statistics on: the window and the key, whatever their
+        position (delta-rs otherwise covers only the first 32, and Silver's ingest_hour is 39th)."""
+        return ",".join(dict.fromkeys(("ingest_hour", *self.key)))
+
 
 def _schema(*columns: tuple[str, pa.DataType]) -> pa.Schema:
     return pa.schema([pa.field(name, dtype) for name, dtype in [*columns, *WINDOW_COLUMNS]])

@@ -75,7 +75,7 @@ def test_key_travels_only_in_the_plan_header(sim, caplog):
     client.markets(300)
     client.market_chart_range("bitcoin", NOW - timedelta(days=2), NOW)
     assert len(sim.requests) == 4 and all(r["status"] == 200 for r in sim.requests)
-    assert all(r["headers"].get("x-cg-demo-api-key") == KEY for r in sim.requests)
+    assert all(r["key_header"] == "x-cg-demo-api-key" and r["key_ok"] for r in sim.requests)
     assert not any(KEY in r["path"] for r in sim.requests) and sim.key_in_query == []
     assert KEY not in caplog.text
 

@@ -113,6 +113,9 @@ def test_compose_profiles_ports_volumes_and_commands(compose):
         assert "profiles" not in services[name], name
 
     assert any(str(port).endswith(":3000") for port in services["dagster-webserver"]["ports"])
+    # Nothing is published beyond the host's loopback unless the user says so (the UI has no login).
+    published = [str(port) for service in services.values() for port in service.get("ports", [])]
+    assert published and all(p.startswith(("127.0.0.1:", "${DAGSTER_UI_BIND:-127.0.0.1}:")) for p in published), published
     assert "dagster-webserver" in " ".join(services["dagster-webserver"]["command"])
     assert services["dagster-daemon"]["command"][:2] == ["dagster-daemon", "run"]
     user_code_command = " ".join(services["user_code"]["command"])

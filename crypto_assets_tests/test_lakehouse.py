@@ -8,8 +8,8 @@ import pyarrow as pa
 import pytest
 from deltalake import DeltaTable
 
-from crypto_assets.resources.lakehouse import LakehouseError, LakehouseResource
-from crypto_assets.tables import GOLD_OVERVIEW
+from crypto_assets.resources.lakehouse import LakehouseError, LakehouseResource, WindowConflict, replanned
+from crypto_assets.tables import BRONZE, GOLD_OVERVIEW
 
 T0 = datetime(2026, 11, 24, 22, tzinfo=timezone.utc)
 
@@ -86,12 +86,95 @@ def test_reading_a_table_that_does_not_exist_gives_an_empty_frame_with_the_schem
     assert frame.count() == 0 and frame.columns == GOLD_OVERVIEW.arrow_schema.names
 
 
-def test_landing_folders_appear_whole_and_are_never_rewritten(lake):
-    path = lake.write_landing("coingecko/markets/x", {"page-0001.json": b"[1]", "page-0002.json": b"[]"})
-    assert sorted(p.name for p in path.iterdir()) == ["page-0001.json", "page-0002.json"]
+def test_a_capture_is_its_files_plus_a_manifest_written_last_and_never_rewritten(lake):
+    path = lake.write_capture("coingecko/markets/x", {"page-0001.json": b"[1]", "page-0002.json": b"[]"},
+                              {"files": [{"name": "page-0001.json"}, {"name": "page-0002.json"}]})
+    assert sorted(p.name for p in path.iterdir()) == ["manifest.json", "page-0001.json", "page-0002.json"]
     assert (path / "page-0001.json").read_bytes() == b"[1]"
     with pytest.raises(LakehouseError, match="never rewritten"):
-        lake.write_landing("coingecko/markets/x", {"page-0001.json": b"[2]"})
+        lake.write_capture("coingecko/markets/x", {"page-0001.json": b"[2]"}, {"files": []})
     assert (path / "page-0001.json").read_bytes() == b"[1]"
-    # no staging folder is left behind
-    assert [p.name for p in path.parent.iterdir()] == ["x"]
+    assert lake.landed_captures("coingecko") == ["coingecko/markets/x"]
+    manifest, bodies = lake.read_capture("coingecko/markets/x")
+    assert bodies == {"page-0001.json": b"[1]", "page-0002.json": b"[]"}
+
+
+def test_a_folder_without_its_manifest_is_no_capture(lake):
+    folder = lake.landing_path("coingecko/markets/crashed")
+    folder.mkdir(parents=True)
+    (folder / "page-0001.json").write_bytes(b"[1]")  # a run died before writing the manifest
+    assert lake.landed_captures("coingecko") == []
+    with pytest.raises(LakehouseError, match="exists already"):  # and its files are never overwritten
+        lake.write_capture("coingecko/markets/crashed", {"page-0001.json": b"[2]"}, {"files": []})
+    assert (folder / "page-0001.json").read_bytes() == b"[1]"
+
+
+def test_a_file_name_that_leaves_its_capture_folder_is_refused(lake):
+    with pytest.raises(LakehouseError, match="leaves its folder"):
+        lake.write_capture("coingecko/markets/y", {"../../escape.json": b"[]"}, {"files": []})
+    assert not (lake.landing_path("coingecko") / "escape.json").exists()
+
+
+def test_every_table_keeps_file_statistics_on_its_window_and_key(lake):
+    lake.write_window(GOLD_OVERVIEW, overview_rows([0], coins=1), hour(0), hour(1), "run-1")
+    delta = DeltaTable(lake.table_uri(GOLD_OVERVIEW))
+    assert delta.metadata().configuration["delta.dataSkippingStatsColumns"] == "ingest_hour"
+    adds = pa.table(delta.get_add_actions(flatten=True)).to_pylist()
+    assert adds[0]["min.ingest_hour"] is not None
+
+
+def test_two_writers_of_different_hours_both_commit(lake):
+    lake.write_window(GOLD_OVERVIEW, overview_rows(range(4), coins=10), hour(0), hour(4), "run-0")
+    first, second = lake.pin(GOLD_OVERVIEW), lake.pin(GOLD_OVERVIEW)  # both plan on version 0
+    lake.write_window(GOLD_OVERVIEW, overview_rows([1], coins=11), hour(1), hour(2), "run-1", base=first)
+    lake.write_window(GOLD_OVERVIEW, overview_rows([2], coins=12), hour(2), hour(3), "run-2", base=second)
+    assert coins_by_hour(lake) == {hour(0): 10, hour(1): 11, hour(2): 12, hour(3): 10}
+
+
+def test_a_writer_that_lost_the_race_for_its_hours_gets_a_conflict_and_writes_nothing(lake):
+    lake.write_window(GOLD_OVERVIEW, overview_rows(range(2), coins=10), hour(0), hour(2), "run-0")
+    stale, fresh = lake.pin(GOLD_OVERVIEW), lake.pin(GOLD_OVERVIEW)
+    lake.write_window(GOLD_OVERVIEW, overview_rows([1], coins=20), hour(1), hour(2), "run-1", base=fresh)
+    with pytest.raises(WindowConflict, match="gold_market_overview hours 2026-11-24T23:00Z: another run committed first"):
+        lake.write_window(GOLD_OVERVIEW, overview_rows([1], coins=30), hour(1), hour(2), "run-2", base=stale)
+    assert coins_by_hour(lake) == {hour(0): 10, hour(1): 20}
+
+
+def test_replanning_recomputes_on_the_fresh_snapshot_and_gives_up_with_a_clear_message(lake):
+    lake.write_window(GOLD_OVERVIEW, overview_rows([0], coins=10), hour(0), hour(1), "run-0")
+    attempts = []
+
+    def plan_and_commit():
+        pin = lake.pin(GOLD_OVERVIEW)
+        attempts.append(pin.version)
+        if len(attempts) == 1:  # another run commits between this run's read and its commit
+            lake.write_window(GOLD_OVERVIEW, overview_rows([0], coins=20), hour(0), hour(1), "other")
+        return lake.write_window(GOLD_OVERVIEW, overview_rows([0], coins=30), hour(0), hour(1), "me", base=pin)
+
+    replanned("overview", plan_and_commit)
+    assert attempts == [0, 1] and coins_by_hour(lake) == {hour(0): 30}
+
+    def always_late():
+        pin = lake.pin(GOLD_OVERVIEW)
+        lake.write_window(GOLD_OVERVIEW, overview_rows([0], coins=40), hour(0), hour(1), "other")
+        return lake.write_window(GOLD_OVERVIEW, overview_rows([0], coins=50), hour(0), hour(1), "me", base=pin)
+
+    with pytest.raises(LakehouseError, match="overview: .* lost the race 4 times; nothing of this attempt was committed"):
+        replanned("overview", always_late)
+    assert coins_by_hour(lake) == {hour(0): 40}
+
+
+def test_a_capture_is_appended_at_most_once(lake):
+    rows = quarantine_like_bronze_rows()
+    assert lake.append_capture(BRONZE, rows, "cap-1", "run-1") == 0
+    assert lake.append_capture(BRONZE, rows, "cap-1", "run-2") is None  # a rerun recovering the same capture
+    assert lake.append_capture(BRONZE, rows, "cap-2", "run-2") == 1
+    assert len(lake.read_window_arrow(BRONZE, hour(0), hour(1))) == 2 * len(rows)
+
+
+def quarantine_like_bronze_rows() -> pa.Table:
+    physical = pa.schema([f for f in BRONZE.arrow_schema if f.name != "ingest_date"])
+    row = {"coin_id": "bitcoin", "record_json": "{}", "source": "snapshot", "vs_currency": "usd", "capture_id": "c",
+           "page": 1, "position": 0, "request": "/coins/markets", "http_status": 200, "payload_sha256": "0",
+           "ingested_at": hour(0), "run_id": "r", "ingest_hour": hour(0)}
+    return pa.Table.from_pylist([row, {**row, "position": 1}], schema=physical)

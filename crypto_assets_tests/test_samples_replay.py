@@ -15,8 +15,8 @@ import pyarrow as pa
 import pytest
 from pyspark.sql import functions as F
 
-from crypto_assets.assets.bronze import capture_snapshot
 from crypto_assets.assets.silver import stablecoin_peg_breaks
+from crypto_assets.captures import snapshot_capture
 from crypto_assets.partitions import floor_hour
 from crypto_assets.resources.coingecko import CoinGeckoError, CoinGeckoResource
 from crypto_assets.simulator import Simulator
@@ -36,16 +36,16 @@ def file_time(records: list[dict]) -> datetime:
 def replay(path: Path, spark):
     """(bronze rows, silver, quarantine) for one recorded file."""
     with Simulator(markets_file=path) as sim:
-        client = CoinGeckoResource(base_url=sim.base_url, calls_per_minute=60000).get_client()
-        capture, markets = capture_snapshot(client, datetime.now(timezone.utc), 250, "usd", "replay-run")
+        markets = CoinGeckoResource(base_url=sim.base_url, calls_per_minute=60000).get_client().markets(250)
     captured_at = file_time([record for _, _, record in markets.records]) + timedelta(seconds=30)
-    for row in capture.rows:
-        row.update(ingest_hour=floor_hour(captured_at), ingested_at=captured_at)
+    rows = snapshot_capture(markets, floor_hour(captured_at), "usd", "replay-run").rows().to_pylist()
+    for row in rows:
+        row.update(ingested_at=captured_at)
     columns = [f for f in BRONZE.arrow_schema if f.name != "ingest_date"]
-    bronze = pa.Table.from_pylist(capture.rows, schema=pa.schema(columns))
+    bronze = pa.Table.from_pylist(rows, schema=pa.schema(columns))
     frame = spark.createDataFrame(bronze).withColumn("ingest_date", F.date_format("ingest_hour", "yyyy-MM-dd"))
-    silver, quarantine = clean_markets(frame, SilverRules())
-    return capture.rows, silver.toArrow(), quarantine.toArrow()
+    silver, quarantine, _ = clean_markets(frame, SilverRules())
+    return rows, silver.toArrow(), quarantine.toArrow()
 
 
 def by_id(table: pa.Table) -> dict[str, dict]:

@@ -136,7 +136,12 @@ def test_api_key_header_and_errors():
         wrong_plan = requests.get(sim.base_url + "/ping", headers={"x-cg-pro-api-key": "sekret"}, timeout=5)
         assert wrong_plan.json()["status"]["error_code"] == 10010
         requests.get(sim.base_url + "/ping", params={"x_cg_demo_api_key": "sekret"}, timeout=5)
-        assert len(sim.key_in_query) == 1 and sim.requests[0]["headers"]["x-cg-demo-api-key"] == "sekret"
+        assert len(sim.key_in_query) == 1
+        # the log says whether the key was right, never what it was
+        assert sim.requests[0]["key_ok"] and sim.requests[0]["headers"]["x-cg-demo-api-key"] == "***"
+        assert [r["key_ok"] for r in sim.requests[1:3]] == [False, False]
+        served_log = requests.get(sim.base_url.removesuffix("/api/v3") + "/__sim/requests", timeout=5).text
+        assert "sekret" not in served_log and "sekret" not in repr(sim.requests)
     with Simulator(coins=20, api_key="sekret", plan="pro", now=NOW) as sim:
         demo_on_pro = requests.get(sim.base_url + "/ping", headers={"x-cg-demo-api-key": "sekret"}, timeout=5)
         assert demo_on_pro.json()["status"]["error_code"] == 10011
@@ -208,3 +213,11 @@ def test_http_control_api_and_cli():
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def test_the_request_log_is_bounded_and_counts_every_request(monkeypatch):
+    monkeypatch.setattr("crypto_assets.simulator.server.REQUEST_LOG_LIMIT", 5)
+    with Simulator(coins=5, now=NOW) as sim:
+        for _ in range(8):
+            requests.get(sim.base_url + "/ping", timeout=5)
+        assert len(sim.requests) == 5 and sim.request_count == 8

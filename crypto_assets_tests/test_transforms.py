@@ -46,15 +46,15 @@ def record(coin_id: str, name: str = "markets_2023-05-13T10-38Z_250.json") -> di
     return next(r for r in sample(name) if r["id"] == coin_id)
 
 
-def bronze(spark, records, hour=HOUR0, *, page=1, source="snapshot"):
+def bronze(spark, records, hour=HOUR0, *, page=1, source="snapshot", capture=None):
     """BRONZE-shaped rows: dicts become JSON text, strings (or None) are taken as sent."""
     rows = [
         {
-            "coin_id": rec.get("id") if isinstance(rec, dict) else None,
+            "coin_id": rec.get("id") if isinstance(rec, dict) and isinstance(rec.get("id"), str) else None,
             "record_json": json.dumps(rec) if isinstance(rec, dict) else rec,
             "source": source,
             "vs_currency": "usd",
-            "capture_id": f"capture-{hour:%Y%m%dT%H}",
+            "capture_id": capture or f"capture-{hour:%Y%m%dT%H}",
             "page": page,
             "position": position,
             "request": "/coins/markets?vs_currency=usd",
@@ -97,7 +97,7 @@ def by(rows, *keys):
 def test_full_250_record_page_goes_through_typed(spark):
     records = sample("markets_2023-05-13T10-38Z_250.json")
     frame = bronze(spark, records)
-    silver, quarantine = clean_markets(frame, SilverRules())
+    silver, quarantine, _ = clean_markets(frame, SilverRules())
     rows = by(collect(silver, SILVER), "coin_id")
     assert len(rows) == 250 and collect(quarantine, QUARANTINE) == []
 
@@ -134,7 +134,7 @@ def test_number_forms_and_history_records(spark):
     history = {"id": "solana", "symbol": "sol", "name": "Solana", "current_price": 20.5, "market_cap": 8e9,
                "total_volume": 3e8, "last_updated": "2023-05-13T07:00:00.000Z"}
     frame = bronze(spark, [doge, as_text]).unionByName(bronze(spark, [history], source="history"))
-    silver, quarantine = clean_markets(frame, SilverRules(stale_after_seconds=3 * 3600))
+    silver, quarantine, _ = clean_markets(frame, SilverRules(stale_after_seconds=3 * 3600))
     assert collect(quarantine, QUARANTINE) == []
     rows = by(collect(silver, SILVER), "coin_id")
     assert rows["dogecoin"]["atl"] == 7.662e-05 and rows["dogecoin"]["max_supply"] is None
@@ -182,7 +182,7 @@ def test_every_quarantine_reason_first_rule_wins(spark):
              .unionByName(bronze(spark, [eth, doge, eth], page=2))
              .unionByName(bronze(spark, [eth], HOUR0 + H)))
 
-    silver, quarantine = clean_markets(frame, SilverRules())
+    silver, quarantine, _ = clean_markets(frame, SilverRules())
     silver_rows, q_rows = collect(silver, SILVER), collect(quarantine, QUARANTINE)
     assert len(silver_rows) + len(q_rows) == frame.count() == len(cases) + 6
     expected = {(1, i): reason for i, reason in enumerate(reasons)}
@@ -194,6 +194,32 @@ def test_every_quarantine_reason_first_rule_wins(spark):
     kept = {(r["coin_id"], r["ingest_hour"]): (r["page"], r["position"]) for r in silver_rows}
     assert kept == {
         ("ethereum", HOUR0): (1, 17), ("dogecoin", HOUR0): (2, 1), ("ethereum", HOUR0 + H): (1, 0)}
+
+
+def test_one_record_per_coin_and_hour_by_precedence_and_the_rest_superseded(spark):
+    btc, eth = record("bitcoin"), record("ethereum")
+    history = {"id": "bitcoin", "symbol": "btc", "name": "Bitcoin", "current_price": 1.0, "market_cap": 2.0}
+    frame = (bronze(spark, [history, {**history, "id": "ethereum"}], source="history", capture="h/capture=20261201T0900Z")
+             .unionByName(bronze(spark, [{**btc, "current_price": 3.0}], capture="s/capture=20261201T1005Z"))
+             .unionByName(bronze(spark, [{**btc, "current_price": 4.0}, eth], capture="s/capture=20261201T1050Z"))
+             .unionByName(bronze(spark, [{**btc, "current_price": -1}], capture="s/capture=20261201T1059Z")))
+    silver, quarantine, superseded = clean_markets(frame, SilverRules())
+    kept = {r["coin_id"]: (r["capture_id"], r["current_price"]) for r in collect(silver, SILVER)}
+    # a snapshot beats history; of two snapshots the newer wins; an invalid record does not compete
+    assert kept == {"bitcoin": ("s/capture=20261201T1050Z", 4.0), "ethereum": ("s/capture=20261201T1050Z", eth["current_price"])}
+    assert [(r["capture_id"], r["reason"]) for r in collect(quarantine, QUARANTINE)] == [
+        ("s/capture=20261201T1059Z", "non_positive_price")]
+    lost = sorted((r["coin_id"], r["capture_id"]) for r in superseded.toArrow().to_pylist())
+    assert lost == [("bitcoin", "h/capture=20261201T0900Z"), ("bitcoin", "s/capture=20261201T1005Z"),
+                    ("ethereum", "h/capture=20261201T0900Z")]
+    assert silver.count() + quarantine.count() + len(lost) == frame.count()
+
+
+def test_a_record_whose_id_is_not_a_string_is_quarantined_as_missing_id(spark):
+    frame = bronze(spark, [{**record("bitcoin"), "id": 12345}, record("ethereum")])
+    silver, quarantine, _ = clean_markets(frame, SilverRules())
+    assert [r["coin_id"] for r in collect(silver, SILVER)] == ["ethereum"]
+    assert [(r["coin_id"], r["reason"]) for r in collect(quarantine, QUARANTINE)] == [(None, "missing_id")]
 
 
 def test_unknown_fields_counts_records_with_each_new_key():

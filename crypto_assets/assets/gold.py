@@ -1,28 +1,28 @@
-"""Gold: business tables over Silver, per hour window.
+"""Gold: business tables over Silver, per hour window, declared as data (``GOLD``).
 
 The overview and distribution read just the window; volatility and trends look back over
 earlier Silver hours, declared with a ``TimeWindowPartitionMapping`` so the graph shows it.
+Because of the lookback the tables must not depend on the order hours were materialised in:
+when Silver hours [A, B) change (a late hour, a refetch), the Gold hours that read them —
+up to B + lookback, as far as Silver exists — are recomputed in the same run
+(``affected_window``). Write, audit, publish: each table's blocking checks run on the staged
+rows before its commit.
 """
 
 
-from datetime import timedelta
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
 
 import pyarrow as pa
+from dagster import AssetDep, AssetExecutionContext, MaterializeResult, TimeWindowPartitionMapping, asset
+from pyspark.sql import DataFrame
 
-from dagster import (
-    AssetCheckResult,
-    AssetCheckSpec,
-    AssetDep,
-    AssetExecutionContext,
-    MaterializeResult,
-    TimeWindowPartitionMapping,
-    asset,
-)
-
-from crypto_assets import charts
+from crypto_assets import charts, crashpoints
+from crypto_assets.assets.checks import Check, audit, failed_blocking, refuse_publication, specs
 from crypto_assets.assets.common import BACKFILL_POLICY, FRESHNESS_POLICY, run_window, table_metadata
-from crypto_assets.partitions import hour_label, hourly_partitions
-from crypto_assets.resources.lakehouse import LakehouseResource
+from crypto_assets.partitions import HOUR, hour_label, hourly_partitions, window_label
+from crypto_assets.resources.lakehouse import LakehouseResource, replanned
 from crypto_assets.resources.spark import SparkResource
 from crypto_assets.tables import GOLD_DISTRIBUTION, GOLD_OVERVIEW, GOLD_TRENDS, GOLD_VOLATILITY, SILVER, LakeTable
 from crypto_assets.transforms import gold as transforms
@@ -31,43 +31,12 @@ from crypto_assets.transforms import gold as transforms
 SHARE_TOLERANCE = 1e-9
 
 
-def _silver_dep(lookback_hours: int) -> AssetDep:
-    return AssetDep(
-        SILVER.asset_key,
-        partition_mapping=TimeWindowPartitionMapping(
-            start_offset=-lookback_hours, allow_nonexistent_upstream_partitions=True
-        ),
-    )
+@dataclass(frozen=True)
+class GoldWindow:
+    """A Gold table's staged rows and the Silver frame they were computed from."""
 
-
-def _gold_asset(table: LakeTable, lookback_hours: int, check_specs=()):
-    return asset(
-        key=table.asset_key,
-        description=table.description,
-        deps=[_silver_dep(lookback_hours)],
-        group_name="gold",
-        kinds={"spark", "deltalake"},
-        partitions_def=hourly_partitions,
-        backfill_policy=BACKFILL_POLICY,
-        check_specs=list(check_specs),
-        freshness_policy=FRESHNESS_POLICY,
-    )
-
-
-def _build(context: AssetExecutionContext, spark: SparkResource, lakehouse: LakehouseResource, table: LakeTable,
-           transform, lookback_hours: int = 0):
-    """Read Silver for the run's window (and its lookback), transform, write ``table``'s window.
-
-    Returns the Silver frame, the rows written and the table's metadata.
-    """
-    start, end = run_window(context)
-    silver = lakehouse.read_window(spark.spark_session, SILVER, start - timedelta(hours=lookback_hours), end)
-    # Windowed transforms take the window to cut their lookback off; the others use all rows.
-    frame = transform(silver, start, end) if lookback_hours else transform(silver)
-    data = frame.toArrow()
-    written = lakehouse.write_window(table, data, start, end, context.run.run_id)
-    context.log.info("%s: %d rows for %d hours", table.path, written.rows, len(written.rows_per_hour))
-    return silver, data, table_metadata(table, lakehouse, written.version, written.rows_per_hour, data)
+    rows: pa.Table
+    silver: DataFrame
 
 
 def shares_off(distribution: pa.Table) -> dict[str, float]:
@@ -102,50 +71,102 @@ def totals_mismatch(silver: pa.Table, overview: pa.Table) -> tuple[list[str], li
     return mismatched, sorted(hour_label(hour) for hour in set(expected) - seen)
 
 
-@_gold_asset(
-    GOLD_OVERVIEW, 0,
-    check_specs=[AssetCheckSpec("totals_match_silver", asset=GOLD_OVERVIEW.asset_key, blocking=True,
-                                description="Coins, market cap and volume equal Silver's sums per hour.")],
+def _totals_match_silver(window: GoldWindow) -> tuple[bool, dict]:
+    totals = window.silver.select("ingest_hour", "coin_id", "market_cap", "total_volume").toArrow()
+    mismatched, missing = totals_mismatch(totals, window.rows)
+    return not mismatched and not missing, {"mismatched_hours": mismatched, "hours_missing": missing}
+
+
+def _shares_sum_to_one(window: GoldWindow) -> tuple[bool, dict]:
+    off = shares_off(window.rows)
+    return not off, {"hours_off": {hour: round(total, 12) for hour, total in off.items()}}
+
+
+@dataclass(frozen=True)
+class GoldTable:
+    """One Gold table: how it is computed from Silver, how far back it reads, what checks it."""
+
+    table: LakeTable
+    transform: Callable[[DataFrame, datetime, datetime], DataFrame]  # Silver with lookback, window -> rows
+    lookback_hours: int = 0
+    checks: tuple[Check[GoldWindow], ...] = ()
+    chart: Callable[[pa.Table], dict] | None = field(default=None)
+
+
+GOLD = (
+    GoldTable(GOLD_OVERVIEW, lambda silver, start, end: transforms.market_overview(silver), checks=(
+        Check("totals_match_silver", "Coins, market cap and volume equal Silver's sums per hour.",
+              _totals_match_silver, blocking=True),)),
+    GoldTable(GOLD_DISTRIBUTION, lambda silver, start, end: transforms.market_distribution(silver), checks=(
+        Check("shares_sum_to_one", "Market-cap shares of the tiers sum to 1 in every hour with a market cap.",
+              _shares_sum_to_one, blocking=True),),
+        chart=lambda rows: charts.chart_metadata(charts.distribution_chart(rows), "market distribution")),
+    GoldTable(GOLD_VOLATILITY, transforms.price_volatility, transforms.VOLATILITY_LOOKBACK_HOURS),
+    GoldTable(GOLD_TRENDS, transforms.market_trends, transforms.TRENDS_LOOKBACK_HOURS,
+              chart=lambda rows: charts.chart_metadata(charts.movers_chart(rows), "top movers")),
 )
-def gold_market_overview(context: AssetExecutionContext, spark: SparkResource, lakehouse: LakehouseResource):
-    silver, data, metadata = _build(context, spark, lakehouse, GOLD_OVERVIEW, transforms.market_overview)
-    totals = silver.select("ingest_hour", "coin_id", "market_cap", "total_volume").toArrow()
-    mismatched, missing = totals_mismatch(totals, data)
-    return MaterializeResult(
-        metadata=metadata,
-        check_results=[AssetCheckResult(
-            check_name="totals_match_silver", passed=not mismatched and not missing,
-            metadata={"mismatched_hours": mismatched, "hours_missing": missing},
-        )],
+MAX_LOOKBACK_HOURS = max(gold.lookback_hours for gold in GOLD)
+
+
+def affected_window(lakehouse: LakehouseResource, start: datetime, end: datetime, lookback_hours: int):
+    """The hours whose rows read Silver hours [start, end) with this lookback: [start, end)
+    itself and the later hours up to ``end + lookback`` that Silver has (newest one included)."""
+    if not lookback_hours:
+        return start, end
+    newest = lakehouse.last_hour(SILVER, end, end + lookback_hours * HOUR)
+    return start, newest + HOUR if newest is not None else end
+
+
+def _materialize(context: AssetExecutionContext, spark: SparkResource, lakehouse: LakehouseResource, gold: GoldTable):
+    start, end = run_window(context)
+    write_start, write_end = affected_window(lakehouse, start, end, gold.lookback_hours)
+    what = f"{gold.table.path} {window_label(write_start, write_end)}"
+
+    def plan_and_commit():
+        pin = lakehouse.pin(gold.table)
+        silver = lakehouse.read_window(spark.spark_session, SILVER, write_start - gold.lookback_hours * HOUR, write_end)
+        window = GoldWindow(gold.transform(silver, write_start, write_end).toArrow(), silver)
+        results = audit(gold.table.asset_key, gold.checks, window)
+        if failed_blocking(results):
+            return window, results, None
+        written = lakehouse.write_window(gold.table, window.rows, write_start, write_end, context.run.run_id, base=pin)
+        crashpoints.reached("gold.committed")
+        return window, results, written
+
+    window, results, written = replanned(what, plan_and_commit)
+    if written is None:
+        yield from refuse_publication(results, failed_blocking(results), what)
+    later = int((write_end - end) / HOUR)
+    context.log.info("%s: %d rows for %d hours (%d later hours recomputed: they read these)",
+                     gold.table.path, written.rows, len(written.rows_per_hour), later)
+    metadata = table_metadata(gold.table, lakehouse, written.version, written.rows_per_hour, window.rows)
+    metadata["later_hours_recomputed"] = later
+    if gold.chart:
+        metadata.update(gold.chart(window.rows))
+    yield MaterializeResult(asset_key=gold.table.asset_key, metadata=metadata)
+    yield from results
+
+
+def _gold_asset(gold: GoldTable):
+    silver_dep = AssetDep(SILVER.asset_key, partition_mapping=TimeWindowPartitionMapping(
+        start_offset=-gold.lookback_hours, allow_nonexistent_upstream_partitions=True))
+
+    @asset(
+        name=gold.table.name,
+        key_prefix=[gold.table.schema_name],
+        description=gold.table.description,
+        deps=[silver_dep],
+        group_name="gold",
+        kinds={"spark", "deltalake"},
+        partitions_def=hourly_partitions,
+        backfill_policy=BACKFILL_POLICY,
+        check_specs=specs(gold.table.asset_key, gold.checks),
+        freshness_policy=FRESHNESS_POLICY,
     )
+    def gold_asset(context: AssetExecutionContext, spark: SparkResource, lakehouse: LakehouseResource):
+        yield from _materialize(context, spark, lakehouse, gold)
+
+    return gold_asset
 
 
-@_gold_asset(
-    GOLD_DISTRIBUTION, 0,
-    check_specs=[AssetCheckSpec("shares_sum_to_one", asset=GOLD_DISTRIBUTION.asset_key, blocking=True,
-                                description="Market-cap shares of the tiers sum to 1 in every hour with a market cap.")],
-)
-def gold_market_distribution(context: AssetExecutionContext, spark: SparkResource, lakehouse: LakehouseResource):
-    _, data, metadata = _build(context, spark, lakehouse, GOLD_DISTRIBUTION, transforms.market_distribution)
-    metadata.update(charts.chart_metadata(charts.distribution_chart(data), "market distribution"))
-    off = shares_off(data)
-    return MaterializeResult(
-        metadata=metadata,
-        check_results=[AssetCheckResult(check_name="shares_sum_to_one", passed=not off,
-                                        metadata={"hours_off": {k: round(v, 12) for k, v in off.items()}})],
-    )
-
-
-@_gold_asset(GOLD_VOLATILITY, transforms.VOLATILITY_LOOKBACK_HOURS)
-def gold_price_volatility(context: AssetExecutionContext, spark: SparkResource, lakehouse: LakehouseResource):
-    _, _, metadata = _build(context, spark, lakehouse, GOLD_VOLATILITY, transforms.price_volatility,
-                            transforms.VOLATILITY_LOOKBACK_HOURS)
-    return MaterializeResult(metadata=metadata)
-
-
-@_gold_asset(GOLD_TRENDS, transforms.TRENDS_LOOKBACK_HOURS)
-def gold_market_trends(context: AssetExecutionContext, spark: SparkResource, lakehouse: LakehouseResource):
-    _, data, metadata = _build(context, spark, lakehouse, GOLD_TRENDS, transforms.market_trends,
-                               transforms.TRENDS_LOOKBACK_HOURS)
-    metadata.update(charts.chart_metadata(charts.movers_chart(data), "top movers"))
-    return MaterializeResult(metadata=metadata)
+gold_market_overview, gold_market_distribution, gold_price_volatility, gold_market_trends = map(_gold_asset, GOLD)

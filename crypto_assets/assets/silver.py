@@ -1,19 +1,18 @@
 """Silver: Bronze's JSON typed and validated, one row per coin and hour; rejects kept with a reason.
 
 Both tables are written for the same hour window by one step, so they always account for
-Bronze together: Bronze rows = Silver rows + quarantined rows, for every hour (a blocking check).
+Bronze together: Bronze rows = Silver + quarantined + superseded rows, for every hour (a blocking
+check). Write, audit, publish: the window is computed and checked first; only if every blocking
+check passes are Silver and the quarantine committed, each on the snapshot it was planned on.
 """
 
 
 import statistics
 from collections import Counter
+from dataclasses import dataclass
 
 import pyarrow as pa
-
 from dagster import (
-    AssetCheckResult,
-    AssetCheckSeverity,
-    AssetCheckSpec,
     AssetExecutionContext,
     AssetSpec,
     Config,
@@ -25,9 +24,11 @@ from dagster import (
 )
 from pydantic import Field
 
+from crypto_assets import crashpoints
+from crypto_assets.assets.checks import Check, audit, failed_blocking, refuse_publication, specs
 from crypto_assets.assets.common import BACKFILL_POLICY, run_window, table_metadata
-from crypto_assets.partitions import hour_label, hourly_partitions
-from crypto_assets.resources.lakehouse import LakehouseResource, rows_per_hour
+from crypto_assets.partitions import hour_label, hourly_partitions, window_label
+from crypto_assets.resources.lakehouse import LakehouseResource, replanned, rows_per_hour
 from crypto_assets.resources.spark import SparkResource
 from crypto_assets.tables import BRONZE, QUARANTINE, SILVER
 from crypto_assets.transforms.silver import SilverRules, clean_markets
@@ -65,7 +66,7 @@ def stablecoin_peg_breaks(silver: pa.Table) -> dict[str, float]:
 
 
 # Silver columns carried over from Bronze's own columns; every other one is parsed from record_json.
-_BRONZE_COLUMNS = {"vs_currency", "source", "capture_id", "page", "position", "ingested_at", "ingest_hour", "ingest_date"}
+_BRONZE_COLUMNS = {"coin_id", "vs_currency", "source", "capture_id", "page", "position", "ingested_at", "ingest_hour", "ingest_date"}
 COLUMN_LINEAGE = TableColumnLineage(
     deps_by_column={
         name: [TableColumnDep(asset_key=BRONZE.asset_key, column_name=name if name in _BRONZE_COLUMNS else "record_json")]
@@ -74,8 +75,86 @@ COLUMN_LINEAGE = TableColumnLineage(
 )
 
 
-def _check(name: str, description: str, blocking: bool = False) -> AssetCheckSpec:
-    return AssetCheckSpec(name, asset=SILVER.asset_key, description=description, blocking=blocking)
+@dataclass(frozen=True)
+class SilverWindow:
+    """The staged window: what would be committed, and the Bronze counts it must account for."""
+
+    silver: pa.Table
+    quarantine: pa.Table
+    bronze_per_hour: dict[str, int]
+    superseded_per_hour: dict[str, int]
+    max_quarantine_ratio: float
+
+    def per_hour(self, table: pa.Table) -> dict[str, int]:
+        counts = dict.fromkeys(self.bronze_per_hour, 0)
+        for hour, n in Counter(table.column("ingest_hour").to_pylist()).items():
+            counts[hour_label(hour)] = n
+        return counts
+
+    @property
+    def quarantine_ratios(self) -> dict[str, float]:
+        quarantined = self.per_hour(self.quarantine)
+        return {hour: round(quarantined[hour] / n, 4) for hour, n in self.bronze_per_hour.items() if n}
+
+
+def _accounts_for_bronze(window: SilverWindow) -> tuple[bool, dict]:
+    silver, quarantine = window.per_hour(window.silver), window.per_hour(window.quarantine)
+    unaccounted = {
+        hour: {"bronze": n, "silver": silver[hour], "quarantine": quarantine[hour],
+               "superseded": window.superseded_per_hour.get(hour, 0)}
+        for hour, n in window.bronze_per_hour.items()
+        if n != silver[hour] + quarantine[hour] + window.superseded_per_hour.get(hour, 0)
+    }  # fmt: skip
+    return not unaccounted, {"hours_not_accounted": MetadataValue.json(unaccounted),
+                             "superseded_per_hour": MetadataValue.json(window.superseded_per_hour)}
+
+
+def _unique_coin_hour(window: SilverWindow) -> tuple[bool, dict]:
+    keys = Counter(zip(window.silver.column("coin_id").to_pylist(), window.silver.column("ingest_hour").to_pylist()))
+    repeated = sorted(f"{hour_label(hour)} {coin}" for (coin, hour), n in keys.items() if n > 1)
+    return not repeated, {"repeated": MetadataValue.json(repeated[:50]), "count": len(repeated)}
+
+
+def _keys_and_price_valid(window: SilverWindow) -> tuple[bool, dict]:
+    columns = (window.silver.column(name).to_pylist() for name in ("coin_id", "ingest_hour", "current_price"))
+    invalid = [
+        f"{hour_label(hour) if hour else None} {coin}: price {price}"
+        for coin, hour, price in zip(*columns) if coin is None or hour is None or price is None or price <= 0
+    ]  # fmt: skip
+    return not invalid, {"invalid_rows": len(invalid), "examples": MetadataValue.json(invalid[:20])}
+
+
+def _hours_not_all_rejected(window: SilverWindow) -> tuple[bool, dict]:
+    silver = window.per_hour(window.silver)
+    reasons: dict[str, Counter] = {}
+    for hour, reason in zip(window.quarantine.column("ingest_hour").to_pylist(), window.quarantine.column("reason").to_pylist()):
+        reasons.setdefault(hour_label(hour), Counter())[reason] += 1
+    rejected = {hour: dict(counts.most_common(5)) for hour, counts in reasons.items() if not silver.get(hour)}
+    return not rejected, {"hours_all_rejected": MetadataValue.json(rejected)}
+
+
+def _quarantine_ratio(window: SilverWindow) -> tuple[bool, dict]:
+    ratios = window.quarantine_ratios
+    too_many = {hour: ratio for hour, ratio in ratios.items() if ratio > window.max_quarantine_ratio}
+    reasons = Counter(window.quarantine.column("reason").to_pylist())
+    return not too_many, {"threshold": window.max_quarantine_ratio, "ratio_per_hour": MetadataValue.json(ratios),
+                          "top_reasons": MetadataValue.json(dict(reasons.most_common(5)))}
+
+
+def _quote_currency_plausible(window: SilverWindow) -> tuple[bool, dict]:
+    breaks = stablecoin_peg_breaks(window.silver)
+    return not breaks, {"stablecoin_median_price_by_hour": MetadataValue.json(breaks), "tolerance": PEG_TOLERANCE}
+
+
+CHECKS = (
+    Check("accounts_for_bronze", "Silver + quarantine + superseded = Bronze, for every hour.", _accounts_for_bronze, blocking=True),
+    Check("unique_coin_hour", "One row per (coin_id, ingest_hour).", _unique_coin_hour, blocking=True),
+    Check("keys_and_price_valid", "coin_id and ingest_hour not null, current_price > 0.", _keys_and_price_valid, blocking=True),
+    Check("hours_not_all_rejected", "No hour with Bronze records loses every one of them to quarantine "
+          "(that is a broken API, not a market).", _hours_not_all_rejected, blocking=True),
+    Check("quarantine_ratio", "Quarantined share of each hour's records under the configured threshold.", _quarantine_ratio),
+    Check("quote_currency_plausible", "USD stablecoins priced near 1: the data is really in USD.", _quote_currency_plausible),
+)
 
 
 @multi_asset(
@@ -85,13 +164,7 @@ def _check(name: str, description: str, blocking: bool = False) -> AssetCheckSpe
         AssetSpec(QUARANTINE.asset_key, description=QUARANTINE.description, deps=[BRONZE.asset_key],
                   group_name="silver", kinds={"spark", "deltalake"}),
     ],
-    check_specs=[
-        _check("accounts_for_bronze", "Silver + quarantine = Bronze, for every hour.", blocking=True),
-        _check("unique_coin_hour", "One row per (coin_id, ingest_hour).", blocking=True),
-        _check("keys_and_price_valid", "coin_id and ingest_hour not null, current_price > 0.", blocking=True),
-        _check("quarantine_ratio", "Quarantined share of each hour's records under the configured threshold."),
-        _check("quote_currency_plausible", "USD stablecoins priced near 1: the data is really in USD."),
-    ],
+    check_specs=specs(SILVER.asset_key, CHECKS),
     partitions_def=hourly_partitions,
     backfill_policy=BACKFILL_POLICY,
     can_subset=False,
@@ -100,81 +173,57 @@ def silver_market_snapshots(
     context: AssetExecutionContext, config: SilverConfig, spark: SparkResource, lakehouse: LakehouseResource
 ):
     start, end = run_window(context)
-    session = spark.spark_session
-    bronze = lakehouse.read_window(session, BRONZE, start, end)
+    run_id = context.run.run_id
     rules = SilverRules(high_volume_threshold=config.high_volume_threshold,
                         stale_after_seconds=config.stale_after_seconds)
-    silver_df, quarantine_df = clean_markets(bronze, rules)
-    silver = silver_df.toArrow()
-    quarantine = quarantine_df.toArrow()
-    run_id = context.run.run_id
-    silver_written = lakehouse.write_window(SILVER, silver, start, end, run_id)
-    quarantine_written = lakehouse.write_window(QUARANTINE, quarantine, start, end, run_id)
 
-    bronze_hours = lakehouse.read_window_arrow(BRONZE, start, end, columns=["ingest_hour"])
-    bronze_per_hour = rows_per_hour(bronze_hours, start, end)
-    silver_per_hour = silver_written.rows_per_hour
-    quarantine_per_hour = quarantine_written.rows_per_hour
-    unaccounted = {
-        hour: {"bronze": n, "silver": silver_per_hour[hour], "quarantine": quarantine_per_hour[hour]}
-        for hour, n in bronze_per_hour.items()
-        if n != silver_per_hour[hour] + quarantine_per_hour[hour]
-    }
-    keys = Counter(zip(silver.column("coin_id").to_pylist(), silver.column("ingest_hour").to_pylist()))
-    repeated = sorted(f"{hour_label(hour)} {coin}" for (coin, hour), n in keys.items() if n > 1)
-    invalid = sum(
-        1 for coin, hour, price in zip(silver.column("coin_id").to_pylist(), silver.column("ingest_hour").to_pylist(),
-                                       silver.column("current_price").to_pylist())
-        if coin is None or hour is None or price is None or price <= 0
-    )
+    def plan_and_commit():
+        silver_pin, quarantine_pin = lakehouse.pin(SILVER), lakehouse.pin(QUARANTINE)
+        bronze = lakehouse.read_window(spark.spark_session, BRONZE, start, end)
+        silver_df, quarantine_df, superseded_df = clean_markets(bronze, rules)
+        window = SilverWindow(
+            silver=silver_df.toArrow(),
+            quarantine=quarantine_df.toArrow(),
+            bronze_per_hour=rows_per_hour(bronze.select("ingest_hour").toArrow(), start, end),
+            superseded_per_hour=rows_per_hour(superseded_df.toArrow(), start, end),
+            max_quarantine_ratio=config.max_quarantine_ratio,
+        )
+        results = audit(SILVER.asset_key, CHECKS, window)
+        if failed_blocking(results):
+            return window, results, None
+        silver_written = lakehouse.write_window(SILVER, window.silver, start, end, run_id, base=silver_pin)
+        crashpoints.reached("silver.committed")
+        quarantine_written = lakehouse.write_window(QUARANTINE, window.quarantine, start, end, run_id, base=quarantine_pin)
+        crashpoints.reached("quarantine.committed")
+        return window, results, (silver_written, quarantine_written)
+
+    window, results, written = replanned(f"Silver {window_label(start, end)}", plan_and_commit)
+    if written is None:
+        yield from refuse_publication(results, failed_blocking(results), f"Silver {window_label(start, end)}")
+    silver_written, quarantine_written = written
+    silver, quarantine = window.silver, window.quarantine
     reasons = Counter(quarantine.column("reason").to_pylist())
-    ratios = {
-        hour: round(quarantine_per_hour[hour] / n, 4) for hour, n in bronze_per_hour.items() if n
-    }
-    too_many = {hour: ratio for hour, ratio in ratios.items() if ratio > config.max_quarantine_ratio}
+    superseded = sum(window.superseded_per_hour.values())
     context.log.info(
-        "Silver: %d Bronze records → %d rows, %d quarantined (%s)",
-        sum(bronze_per_hour.values()), len(silver), len(quarantine), dict(reasons.most_common(5)),
+        "Silver: %d Bronze records → %d rows, %d quarantined (%s), %d superseded by a preferred capture",
+        sum(window.bronze_per_hour.values()), len(silver), len(quarantine), dict(reasons.most_common(5)), superseded,
     )
     yield MaterializeResult(
         asset_key=SILVER.asset_key,
         metadata={
-            "bronze_records": sum(bronze_per_hour.values()),
+            "bronze_records": sum(window.bronze_per_hour.values()),
+            "superseded_records": superseded,
             "high_volume_rows": sum(1 for flag in silver.column("is_high_volume").to_pylist() if flag),
             "stale_rows": sum(1 for flag in silver.column("is_stale").to_pylist() if flag),
             "dagster/column_lineage": COLUMN_LINEAGE,
-            **table_metadata(SILVER, lakehouse, silver_written.version, silver_per_hour, silver),
+            **table_metadata(SILVER, lakehouse, silver_written.version, silver_written.rows_per_hour, silver),
         },
     )
     yield MaterializeResult(
         asset_key=QUARANTINE.asset_key,
         metadata={
             "top_reasons": MetadataValue.json(dict(reasons.most_common(10))),
-            **table_metadata(QUARANTINE, lakehouse, quarantine_written.version, quarantine_per_hour, quarantine),
+            **table_metadata(QUARANTINE, lakehouse, quarantine_written.version, quarantine_written.rows_per_hour, quarantine),
         },
     )
-    yield AssetCheckResult(
-        asset_key=SILVER.asset_key, check_name="accounts_for_bronze", passed=not unaccounted,
-        metadata={"hours_not_accounted": MetadataValue.json(unaccounted)},
-    )
-    yield AssetCheckResult(
-        asset_key=SILVER.asset_key, check_name="unique_coin_hour", passed=not repeated,
-        metadata={"repeated": MetadataValue.json(repeated[:50]), "count": len(repeated)},
-    )
-    yield AssetCheckResult(
-        asset_key=SILVER.asset_key, check_name="keys_and_price_valid", passed=invalid == 0,
-        metadata={"invalid_rows": invalid},
-    )
-    peg_breaks = stablecoin_peg_breaks(silver)
-    yield AssetCheckResult(
-        asset_key=SILVER.asset_key, check_name="quote_currency_plausible", passed=not peg_breaks,
-        severity=AssetCheckSeverity.WARN,
-        metadata={"stablecoin_median_price_by_hour": MetadataValue.json(peg_breaks),
-                  "tolerance": PEG_TOLERANCE},
-    )
-    yield AssetCheckResult(
-        asset_key=SILVER.asset_key, check_name="quarantine_ratio", passed=not too_many,
-        severity=AssetCheckSeverity.WARN,
-        metadata={"threshold": config.max_quarantine_ratio, "ratio_per_hour": MetadataValue.json(ratios),
-                  "top_reasons": MetadataValue.json(dict(reasons.most_common(5)))},
-    )
+    yield from results

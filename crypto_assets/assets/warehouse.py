@@ -1,13 +1,16 @@
 """Warehouse: the SQL star schema, loaded per hour window in one transaction.
 
 One step loads every dimension and fact table of the window together, so a reader never sees
-facts of an hour without their dimensions, and a failed load leaves the previous state.
+facts of an hour without their dimensions, and a failed load leaves the previous state. The
+window is the run's hours plus the later hours whose Gold rows the run recomputed (see
+``assets/gold.py``). Write, audit, publish: the blocking checks run inside the transaction, on
+the loaded window, and a failure rolls it back.
 """
 
 
+from dataclasses import dataclass
+
 from dagster import (
-    AssetCheckResult,
-    AssetCheckSpec,
     AssetExecutionContext,
     AssetKey,
     AssetSpec,
@@ -16,10 +19,12 @@ from dagster import (
     multi_asset,
 )
 
+from crypto_assets.assets.checks import Check, audit, failed_blocking, refuse_publication, specs
 from crypto_assets.assets.common import BACKFILL_POLICY, FRESHNESS_POLICY, run_window
-from crypto_assets.partitions import hourly_partitions
+from crypto_assets.assets.gold import MAX_LOOKBACK_HOURS, affected_window
+from crypto_assets.partitions import hourly_partitions, window_label
 from crypto_assets.resources.lakehouse import LakehouseResource
-from crypto_assets.resources.warehouse import WarehouseResource
+from crypto_assets.resources.warehouse import WarehouseResource, WindowLoad
 from crypto_assets.tables import GOLD_TABLES, SILVER
 
 # Each fact table and the lakehouse table it must match row for row in every window.
@@ -41,6 +46,33 @@ def _deps(table: str) -> list[AssetKey]:
     return [SILVER.asset_key]
 
 
+@dataclass(frozen=True)
+class LoadedWindow:
+    """The loaded, not yet committed window, and the lakehouse rows it must hold."""
+
+    load: WindowLoad
+    expected: dict[str, int]  # fact table -> rows its lakehouse table has for the window
+
+
+def _fact_rows_match_lakehouse(window: LoadedWindow) -> tuple[bool, dict]:
+    mismatched = {fact: {"lakehouse": n, "warehouse": window.load.counts.get(fact)}
+                  for fact, n in window.expected.items() if window.load.counts.get(fact) != n}
+    return not mismatched, {"mismatched": MetadataValue.json(mismatched)}
+
+
+def _no_orphan_keys(window: LoadedWindow) -> tuple[bool, dict]:
+    orphans = {table: n for table, n in window.load.orphans.items() if n}
+    return not orphans, {"orphans": MetadataValue.json(orphans)}
+
+
+CHECKS = (
+    Check("fact_rows_match_lakehouse", "Every fact table holds exactly its Silver/Gold table's rows for the window.",
+          _fact_rows_match_lakehouse, blocking=True),
+    Check("no_orphan_keys", "Every fact row's coin_key and time_key exist in the dimensions.", _no_orphan_keys,
+          blocking=True),
+)
+
+
 @multi_asset(
     specs=[
         AssetSpec(warehouse_key(table), deps=_deps(table), group_name="warehouse", kinds={"sql", "odbc"},
@@ -48,36 +80,41 @@ def _deps(table: str) -> list[AssetKey]:
                   freshness_policy=FRESHNESS_POLICY)
         for table in STAR_TABLES
     ],
-    check_specs=[
-        AssetCheckSpec("fact_rows_match_lakehouse", asset=ANCHOR, blocking=True,
-                       description="Every fact table holds exactly its Silver/Gold table's rows for the window."),
-        AssetCheckSpec("no_orphan_keys", asset=ANCHOR, blocking=True,
-                       description="Every fact row's coin_key and time_key exist in the dimensions."),
-    ],
+    check_specs=specs(ANCHOR, CHECKS),
     partitions_def=hourly_partitions,
     backfill_policy=BACKFILL_POLICY,
     can_subset=False,
 )
 def warehouse_star_schema(context: AssetExecutionContext, lakehouse: LakehouseResource, warehouse: WarehouseResource):
-    start, end = run_window(context)
-    silver = lakehouse.read_window_arrow(SILVER, start, end)
-    gold = {table.name: lakehouse.read_window_arrow(table, start, end) for table in GOLD_TABLES}
-    written = warehouse.load_window(silver, gold, start, end)
-    counts = warehouse.window_counts(start, end)
-    expected = {fact: len(silver) if source is SILVER else len(gold[source.name]) for fact, source in FACT_SOURCES.items()}
-    mismatched = {fact: {"lakehouse": n, "warehouse": counts.get(fact)} for fact, n in expected.items() if counts.get(fact) != n}
-    orphans = {table: n for table, n in warehouse.orphan_counts(start, end).items() if n}
-    context.log.info("Warehouse: loaded %s", written)
+    start, run_end = run_window(context)
+    _, end = affected_window(lakehouse, start, run_end, MAX_LOOKBACK_HOURS)
+    read = {}
+
+    def read_lakehouse():  # called under the warehouse's lock: the freshest lakehouse state
+        read["silver"] = lakehouse.read_window_arrow(SILVER, start, end)
+        read["gold"] = {table.name: lakehouse.read_window_arrow(table, start, end) for table in GOLD_TABLES}
+        return read["silver"], read["gold"]
+
+    results = []
+
+    def accept(load: WindowLoad) -> bool:
+        sizes = {SILVER.name: len(read["silver"]), **{name: len(rows) for name, rows in read["gold"].items()}}
+        expected = {fact: sizes[source.name] for fact, source in FACT_SOURCES.items()}
+        results[:] = audit(ANCHOR, CHECKS, LoadedWindow(load, expected))
+        return not failed_blocking(results)
+
+    load = warehouse.load_fresh_window(start, end, read_lakehouse, accept)
+    if not load.committed:
+        yield from refuse_publication(results, failed_blocking(results), f"warehouse {window_label(start, end)}")
+    context.log.info("Warehouse %s: loaded %s", window_label(start, end), load.written)
     for table in STAR_TABLES:
         yield MaterializeResult(
             asset_key=warehouse_key(table),
             metadata={
-                "rows_written": written.get(table, 0),
-                "dagster/row_count": counts.get(table, written.get(table, 0)),
+                "rows_written": load.written.get(table, 0),
+                "dagster/row_count": load.counts.get(table, load.written.get(table, 0)),
                 "dialect": warehouse.sql_dialect().name,
+                "hours_loaded": window_label(start, end),
             },
         )
-    yield AssetCheckResult(asset_key=ANCHOR, check_name="fact_rows_match_lakehouse", passed=not mismatched,
-                           metadata={"mismatched": MetadataValue.json(mismatched)})
-    yield AssetCheckResult(asset_key=ANCHOR, check_name="no_orphan_keys", passed=not orphans,
-                           metadata={"orphans": MetadataValue.json(orphans)})
+    yield from results

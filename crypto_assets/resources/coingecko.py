@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from email.utils import parsedate_to_datetime
 from typing import Optional
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import requests
 from dagster import ConfigurableResource, get_dagster_logger
@@ -38,6 +38,23 @@ PLANS = {
 }
 KEY_ERROR_CODES = {10002, 10005, 10010, 10011}
 BODY_PREVIEW = 200
+
+
+def safe_segment(text: str) -> str:
+    """``text`` as one URL path or file name segment: percent-encoded (``/`` included), and
+    never ``.`` or ``..``, so an id from the API cannot change a URL's or a path's structure."""
+    encoded = quote(text, safe="")
+    return encoded.replace(".", "%2E") if set(encoded) <= {"."} else encoded
+
+
+def clean_api_key(key: Optional[str]) -> Optional[str]:
+    """The key without surrounding whitespace (a secret file's newline, a CRLF ``.env``);
+    refused, without showing it, when control characters remain inside."""
+    key = (key or "").strip()
+    if any(ord(char) < 32 or ord(char) == 127 for char in key):
+        raise ValueError("COINGECKO_API_KEY holds control characters inside it (a line break or tab "
+                         "in the middle): set it to the key alone")
+    return key or None
 
 
 class CoinGeckoError(Exception):
@@ -91,7 +108,7 @@ class ApiPage:
 @dataclass(frozen=True)
 class MarketsCapture:
     pages: list[ApiPage]
-    records: list[tuple[int, int, dict]]  # (page, position in page, record), duplicates included
+    records: list[tuple[int, int, object]]  # (page, position in page, record as sent), duplicates included
     requested: int
     unique_ids: int
     duplicate_ids: list[str]
@@ -192,7 +209,7 @@ class CoinGeckoClient:
         self.max_retry_seconds = max_retry_seconds
         self.backoff_seconds = backoff_seconds
         self.limiter = RateLimiter(calls_per_minute)
-        self._key = api_key or None
+        self._key = clean_api_key(api_key)
         self._session = requests.Session()
         self._session.headers.update({"Accept": "application/json", "User-Agent": "crypto_assets/0.1"})
         if self._key:
@@ -217,6 +234,9 @@ class CoinGeckoClient:
                     endpoint=endpoint, page=page, retryable=True,
                     hint=f"the API did not answer within {self.timeout}s or refused the connection; check COINGECKO_BASE_URL",
                 )  # fmt: skip
+            except requests.RequestException as exc:  # a request that cannot be sent; its text may quote a header
+                raise self._error(f"{type(exc).__name__}: {exc}", endpoint=endpoint, page=page,
+                                  hint="check COINGECKO_BASE_URL and COINGECKO_API_KEY") from None
             else:
                 if response.status_code == 200:
                     return ApiPage(endpoint, request, page, 200, response.content, datetime.now(timezone.utc))
@@ -313,7 +333,7 @@ class CoinGeckoClient:
         page_count = math.ceil(limit / MAX_PER_PAGE)
         per_page = math.ceil(limit / page_count)
         pages: list[ApiPage] = []
-        records: list[tuple[int, int, dict]] = []
+        records: list[tuple[int, int, object]] = []
         started = time.monotonic()
         for page in range(1, page_count + 1):
             params = {"vs_currency": self.vs_currency, "order": "market_cap_desc", "per_page": per_page, "page": page}
@@ -331,14 +351,17 @@ class CoinGeckoClient:
                 break
         counts: dict[str, int] = {}
         for _, _, row in records:
-            counts[row["id"]] = counts.get(row["id"], 0) + 1
+            coin_id = row.get("id") if isinstance(row, dict) else None
+            if isinstance(coin_id, str):
+                counts[coin_id] = counts.get(coin_id, 0) + 1
         duplicates = [cid for cid, n in counts.items() if n > 1]
         if duplicates:
             log.warning("markets: %d ids served more than once (ranks moved while paging): %s", len(duplicates), duplicates[:10])
         return MarketsCapture(pages, records, limit, len(counts), duplicates)
 
-    def _market_rows(self, api_page: ApiPage) -> list[dict]:
-        """The page's records; anything but a JSON array of objects with a string id is refused."""
+    def _market_rows(self, api_page: ApiPage) -> list:
+        """The page's records; anything but a JSON array is refused. Records are kept as sent:
+        one without a string id is data for Silver's quarantine, not a reason to lose the page."""
         payload = self._decode(api_page)
         context = dict(endpoint=api_page.endpoint, page=api_page.page, status=api_page.status, body=api_page.body)
         if isinstance(payload, dict):
@@ -354,16 +377,13 @@ class CoinGeckoClient:
             )  # fmt: skip
         if not isinstance(payload, list):
             raise self._error(f"a JSON {type(payload).__name__} where an array was expected", **context)
-        for position, row in enumerate(payload):
-            if not isinstance(row, dict) or not isinstance(row.get("id"), str):
-                raise self._error(f"record {position} is not an object with a string id", **context)
         return payload
 
     def market_chart_range(self, coin_id: str, start: datetime, end: datetime) -> HistoryCapture:
         """Prices, caps and volumes of ``coin_id`` in [start, end), in ≤90-day chunks (hourly points)."""
         if start.tzinfo is None or end.tzinfo is None:
             raise ValueError("start and end must be timezone-aware")
-        path = f"/coins/{coin_id}/market_chart/range"
+        path = f"/coins/{safe_segment(coin_id)}/market_chart/range"
         pages: list[ApiPage] = []
         series: dict[str, dict[int, float]] = {"prices": {}, "market_caps": {}, "total_volumes": {}}
         start_ms, end_ms = int(start.timestamp() * 1000), int(end.timestamp() * 1000)
@@ -415,6 +435,7 @@ class CoinGeckoResource(ConfigurableResource):
     _client_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
     def _validate(self) -> None:
+        clean_api_key(self.api_key)
         if self.plan not in PLANS:
             raise ValueError(f"COINGECKO_PLAN must be 'demo' or 'pro', got {self.plan!r}")
         if not 1 <= self.coins_limit <= 10000:

@@ -1,30 +1,37 @@
 """The lakehouse: Delta tables at ``{root}/{schema}/{table}`` and the immutable landing files.
 
-delta-rs owns the transaction log (no Delta jars needed on Spark's classpath, see DESIGN §2);
-Spark reads a snapshot's Parquet files directly. Writes are per hour window: writing hours
-[start, end) replaces exactly those hours in one Delta commit, so a failed run leaves the table
-as it was and a rerun gives the same table.
+delta-rs owns the transaction log (no Delta jars needed on Spark's classpath, see
+docs/deployment.md); Spark reads a snapshot's Parquet files directly. Two kinds of write:
+
+* ``write_window``: hours [start, end) of a derived table replaced in one Delta commit, planned
+  on a pinned snapshot (``pin``): if another run committed to the same hours since, the commit
+  fails as a ``WindowConflict`` and the caller re-plans (``replanned``) instead of overwriting.
+* ``append_capture``: one capture's rows added to Bronze, at most once (a Delta application
+  transaction named after the capture), never touching another capture's rows.
+
+Every table collects file statistics on ``ingest_hour`` and its key
+(``delta.dataSkippingStatsColumns``), and every predicate bounds ``ingest_date`` too, so a
+write reads only the files of its hours and writers of different hours never conflict.
 """
 
 from __future__ import annotations
 
+import json
 import os
-import shutil
-import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable, TypeVar
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as pads
 from dagster import ConfigurableResource, get_dagster_logger
-from deltalake import CommitProperties, DeltaTable, write_deltalake
-from deltalake.exceptions import TableNotFoundError
+from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
+from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 from pydantic import Field
 
-from crypto_assets.partitions import hour_label, hours_in
+from crypto_assets.partitions import hour_label, hours_in, window_label
 from crypto_assets.tables import LakeTable
 
 if TYPE_CHECKING:
@@ -33,9 +40,33 @@ if TYPE_CHECKING:
 # A Dagster logger: inside a run its lines go to the run log (and the UI), outside to stderr.
 log = get_dagster_logger("crypto_assets.lakehouse")
 
+STATS_PROPERTY = "delta.dataSkippingStatsColumns"
+# The file that makes a landing folder a capture: written last, never overwritten.
+MANIFEST = "manifest.json"
+# How often a window write is re-planned after losing a race before the run gives up.
+REPLAN_ATTEMPTS = 4
+
+T = TypeVar("T")
+
 
 class LakehouseError(Exception):
     """A table or landing write that was refused; the lakehouse is unchanged."""
+
+
+class WindowConflict(LakehouseError):
+    """Another run committed to the same hours of a table after this run planned its write."""
+
+
+@dataclass(frozen=True)
+class Pin:
+    """A table's snapshot as it was when a run started planning a write (None: no table yet)."""
+
+    table: LakeTable
+    delta: DeltaTable | None
+
+    @property
+    def version(self) -> int | None:
+        return None if self.delta is None else self.delta.version()
 
 
 @dataclass(frozen=True)
@@ -50,15 +81,31 @@ def _iso(moment: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def window_predicate(start: datetime, end: datetime) -> str:
-    """SQL predicate selecting the rows of hours [start, end)."""
-    return f"ingest_hour >= '{_iso(start)}' AND ingest_hour < '{_iso(end)}'"
-
-
 def _date_predicate(start: datetime, end: datetime) -> str:
     """Partition predicate on ``ingest_date`` covering [start, end): prunes whole days of files."""
     last = hours_in(start, end)[-1] if end > start else start
     return f"ingest_date >= '{start:%Y-%m-%d}' AND ingest_date <= '{last:%Y-%m-%d}'"
+
+
+def window_predicate(start: datetime, end: datetime) -> str:
+    """SQL predicate selecting the rows of hours [start, end), days bounded for partition pruning."""
+    return f"{_date_predicate(start, end)} AND ingest_hour >= '{_iso(start)}' AND ingest_hour < '{_iso(end)}'"
+
+
+def replanned(what: str, plan_and_commit: Callable[[], T], attempts: int = REPLAN_ATTEMPTS) -> T:
+    """Run ``plan_and_commit`` (read inputs, compute, commit on a fresh pin) until no other run
+    committed the same hours in between; after ``attempts`` lost races, fail naming ``what``."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return plan_and_commit()
+        except WindowConflict as conflict:
+            if attempt == attempts:
+                raise LakehouseError(
+                    f"{what}: {conflict} — lost the race {attempts} times; nothing of this attempt was "
+                    "committed, rerun the partition once the other runs have finished"
+                ) from None
+            log.warning("%s: %s; re-planning on the fresh snapshot (attempt %d of %d)", what, conflict, attempt + 1, attempts)
+    raise AssertionError("unreachable")
 
 
 def rows_per_hour(data: pa.Table, start: datetime, end: datetime) -> dict[str, int]:
@@ -85,6 +132,15 @@ class LakehouseResource(ConfigurableResource):
         except TableNotFoundError:
             return None
 
+    def pin(self, table: LakeTable) -> Pin:
+        """The table's current snapshot, to plan a write on. Tables made before statistics
+        covered the window columns get the property first (files written later carry them)."""
+        delta = self.delta_table(table)
+        if delta is not None and delta.metadata().configuration.get(STATS_PROPERTY) != table.stats_columns:
+            delta.alter.set_table_properties({STATS_PROPERTY: table.stats_columns}, raise_if_not_exists=False)
+            delta = self.delta_table(table)
+        return Pin(table, delta)
+
     def conform(self, table: LakeTable, data: pa.Table) -> pa.Table:
         """``data`` with the table's columns, in its order and types, and ``ingest_date`` derived."""
         hours = data.column("ingest_hour").cast(table.arrow_schema.field("ingest_hour").type)
@@ -99,34 +155,72 @@ class LakehouseResource(ConfigurableResource):
                 raise LakehouseError(f"{table.path}: the data has no column {field.name!r}")
         return pa.Table.from_arrays(columns, schema=table.arrow_schema)
 
+    def _commit(self, pin: Pin, data: pa.Table, what: str, properties: CommitProperties, **write) -> int:
+        """One delta-rs commit planned on ``pin``; a race lost to another run is a WindowConflict."""
+        table = pin.table
+        uri = self.table_uri(table)
+        if pin.delta is None:
+            if self.delta_table(table) is not None:
+                raise WindowConflict(f"{table.path} was created by another run while this one planned {what}")
+            Path(uri).parent.mkdir(parents=True, exist_ok=True)
+            write["configuration"] = {STATS_PROPERTY: table.stats_columns}
+        try:
+            write_deltalake(pin.delta if pin.delta is not None else uri, data, partition_by=["ingest_date"],
+                            commit_properties=properties, **write)
+        except CommitFailedError as error:
+            reason = str(error).splitlines()[0].removeprefix("Failed to commit transaction: ")
+            raise WindowConflict(f"{table.path} {what}: another run committed first ({reason})") from None
+        except DeltaError as error:
+            if pin.delta is None and "already exists" in str(error):
+                raise WindowConflict(f"{table.path} was created by another run while this one planned {what}") from None
+            raise
+        return DeltaTable(uri).version()
+
     def write_window(
-        self, table: LakeTable, data: pa.Table, start: datetime, end: datetime, run_id: str
+        self, table: LakeTable, data: pa.Table, start: datetime, end: datetime, run_id: str, base: Pin | None = None
     ) -> WriteResult:
-        """Replace hours [start, end) of ``table`` with ``data`` in one commit, nothing else."""
+        """Replace hours [start, end) of ``table`` with ``data`` in one commit, nothing else.
+
+        ``base`` is the snapshot the data was computed on (default: the current one); if another
+        run committed rows of these hours since, nothing is written and WindowConflict is raised.
+        """
         data = self.conform(table, data)
         hours = data.column("ingest_hour")
-        if len(data) and (
-            pc.min(hours).as_py() < start or pc.max(hours).as_py() >= end
-        ):
-            raise LakehouseError(
-                f"{table.path}: rows outside the window [{_iso(start)}, {_iso(end)}) refused"
-            )
-        uri = self.table_uri(table)
-        Path(uri).parent.mkdir(parents=True, exist_ok=True)
-        write_deltalake(
-            uri,
-            data,
-            mode="overwrite",
-            predicate=window_predicate(start, end),
-            partition_by=["ingest_date"],
-            commit_properties=CommitProperties(
-                custom_metadata={"dagster_run_id": run_id, "window": f"{_iso(start)}/{_iso(end)}"}
-            ),
-        )
-        version = DeltaTable(uri).version()
+        if len(data) and (pc.min(hours).as_py() < start or pc.max(hours).as_py() >= end):
+            raise LakehouseError(f"{table.path}: rows outside the window [{_iso(start)}, {_iso(end)}) refused")
+        properties = CommitProperties(custom_metadata={"dagster_run_id": run_id, "window": f"{_iso(start)}/{_iso(end)}"})
+        version = self._commit(base or self.pin(table), data, f"hours {window_label(start, end)}", properties,
+                               mode="overwrite", predicate=window_predicate(start, end))
         per_hour = rows_per_hour(data, start, end)
         log.info("%s: wrote %d rows for %d hours (version %d)", table.path, len(data), len(per_hour), version)
         return WriteResult(table.path, version, len(data), per_hour)
+
+    def append_capture(self, table: LakeTable, data: pa.Table, capture_id: str, run_id: str) -> int | None:
+        """Add one capture's rows, at most once: the commit carries an application transaction
+        named after the capture, so a second commit of it (a rerun recovering a crash, two runs
+        recovering the same capture) conflicts or is skipped. Returns the version, or None when
+        the capture was committed already."""
+        data = self.conform(table, data)
+        properties = CommitProperties(
+            custom_metadata={"dagster_run_id": run_id, "capture_id": capture_id},
+            app_transactions=[Transaction(app_id=capture_id, version=1)],
+        )
+        for attempt in range(1, REPLAN_ATTEMPTS + 1):
+            pin = self.pin(table)
+            if pin.delta is not None and pin.delta.transaction_version(capture_id) is not None:
+                return None
+            try:
+                version = self._commit(pin, data, f"capture {capture_id}", properties, mode="append")
+            except WindowConflict as conflict:
+                log.warning("%s; checking whether the capture is in and retrying (attempt %d)", conflict, attempt + 1)
+                continue
+            log.info("%s: appended capture %s, %d rows (version %d)", table.path, capture_id, len(data), version)
+            return version
+        raise LakehouseError(f"{table.path}: capture {capture_id} could not be committed after {REPLAN_ATTEMPTS} attempts")
+
+    def _window_files(self, table: LakeTable, start: datetime, end: datetime) -> list[str]:
+        delta = self.delta_table(table)
+        return delta.file_uris(file_pruning_predicate=_date_predicate(start, end)) if delta else []
 
     def read_window_arrow(
         self, table: LakeTable, start: datetime, end: datetime, columns: list[str] | None = None
@@ -135,10 +229,9 @@ class LakehouseResource(ConfigurableResource):
 
         ``columns`` reads only those (the window columns excluded). Reads the snapshot's Parquet
         files with pyarrow.dataset: DeltaTable.to_pyarrow_* makes the process abort at exit now
-        and then (shared/notes/deltalake.md).
+        and then (a delta-rs background thread torn down late).
         """
-        delta = self.delta_table(table)
-        files = delta.file_uris(file_pruning_predicate=_date_predicate(start, end)) if delta else []
+        files = self._window_files(table, start, end)
         physical = pa.schema([f for f in table.arrow_schema if f.name != "ingest_date"])
         if files:
             hour_type = physical.field("ingest_hour").type
@@ -151,12 +244,16 @@ class LakehouseResource(ConfigurableResource):
             rows = physical.empty_table().select(columns) if columns else physical.empty_table()
         return rows if columns else self.conform(table, rows)
 
+    def last_hour(self, table: LakeTable, start: datetime, end: datetime) -> datetime | None:
+        """The latest hour in [start, end) that has rows, or None."""
+        hours = self.read_window_arrow(table, start, end, columns=["ingest_hour"]).column("ingest_hour")
+        return pc.max(hours).as_py() if len(hours) else None
+
     def read_window(
         self, spark: SparkSession, table: LakeTable, start: datetime, end: datetime
     ) -> DataFrame:
         """Rows of hours [start, end) as a Spark DataFrame, read from the Delta snapshot's files."""
-        delta = self.delta_table(table)
-        files = delta.file_uris(file_pruning_predicate=_date_predicate(start, end)) if delta else []
+        files = self._window_files(table, start, end)
         if not files:
             return spark.createDataFrame(table.arrow_schema.empty_table())
         from pyspark.sql import functions as F
@@ -175,24 +272,46 @@ class LakehouseResource(ConfigurableResource):
     def landing_path(self, relative: str) -> Path:
         return Path(self.root).absolute() / "raw_data" / "landing" / relative
 
-    def write_landing(self, relative_dir: str, files: dict[str, bytes]) -> Path:
-        """Write a capture's response bodies byte for byte into a new folder, all or nothing.
+    def write_capture(self, capture_id: str, files: dict[str, bytes], manifest: dict) -> Path:
+        """Land a capture's response bodies byte for byte, then its manifest, last.
 
-        The folder appears only once every file is written (rename of a temporary folder), and
-        an existing capture is never rewritten.
+        A folder without its manifest (a crash while writing) is no capture: readers ignore it.
+        No file is ever overwritten: each is created exclusively, and the manifest is published
+        with a hard link, which fails if one exists.
         """
-        final = self.landing_path(relative_dir)
-        if final.exists():
-            raise LakehouseError(f"landing folder {relative_dir} exists already: captures are never rewritten")
-        final.parent.mkdir(parents=True, exist_ok=True)
-        staging = final.parent / f".{final.name}.tmp-{uuid.uuid4().hex[:8]}"
-        staging.mkdir()
+        folder = self.landing_path(capture_id)
+        if (folder / MANIFEST).exists():
+            raise LakehouseError(f"capture {capture_id} exists already: captures are never rewritten")
         try:
             for name, body in files.items():
-                (staging / name).parent.mkdir(parents=True, exist_ok=True)
-                (staging / name).write_bytes(body)
-            os.rename(staging, final)
-        except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
-            raise
-        return final
+                path = folder / name
+                if folder.resolve() not in path.resolve().parents:
+                    raise LakehouseError(f"capture {capture_id}: file name {name!r} leaves its folder")
+                path.parent.mkdir(parents=True, exist_ok=True)
+                with open(path, "xb") as handle:
+                    handle.write(body)
+            staged = folder / f".{MANIFEST}.{os.getpid()}"
+            staged.write_text(json.dumps(manifest, indent=1, sort_keys=True))
+            os.link(staged, folder / MANIFEST)
+            staged.unlink()
+        except FileExistsError as error:
+            raise LakehouseError(f"capture {capture_id}: {Path(error.filename).name} exists already: "
+                                 "captures are never rewritten") from None
+        return folder
+
+    def landing_children(self, prefix: str) -> list[str]:
+        """Names of the folders directly under landing folder ``prefix``."""
+        root = self.landing_path(prefix)
+        return sorted(path.name for path in root.iterdir() if path.is_dir()) if root.is_dir() else []
+
+    def landed_captures(self, prefix: str) -> list[str]:
+        """Ids of the complete captures (manifest present) under landing folder ``prefix``."""
+        base = self.landing_path("")
+        root = self.landing_path(prefix)
+        return sorted(str(path.parent.relative_to(base)) for path in root.rglob(MANIFEST)) if root.is_dir() else []
+
+    def read_capture(self, capture_id: str) -> tuple[dict, dict[str, bytes]]:
+        """A landed capture's manifest and the bodies of the files it lists."""
+        folder = self.landing_path(capture_id)
+        manifest = json.loads((folder / MANIFEST).read_text())
+        return manifest, {entry["name"]: (folder / entry["name"]).read_bytes() for entry in manifest["files"]}

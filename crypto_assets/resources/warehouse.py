@@ -21,16 +21,17 @@ import itertools
 import re
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
 
 import pyarrow as pa
 import pyodbc
 from dagster import ConfigurableResource, get_dagster_logger
 from pydantic import Field
 
+from crypto_assets import crashpoints
 from crypto_assets import star_schema as star
 from crypto_assets.partitions import hours_in
 from crypto_assets.star_schema import Column, CoinVersion, StarTable
@@ -46,6 +47,16 @@ _MS_DRIVER = re.compile(r"ODBC Driver \d+ for SQL Server", re.IGNORECASE)
 
 class WarehouseError(Exception):
     """A load or query failed; the message says why and never contains the password."""
+
+
+@dataclass(frozen=True)
+class WindowLoad:
+    """One window load as seen inside its transaction: what it wrote, what the window then holds."""
+
+    written: dict[str, int]  # rows written per table
+    counts: dict[str, int]  # fact rows in the window
+    orphans: dict[str, int]  # fact rows in the window without their dimension rows
+    committed: bool
 
 
 def mask_password(text: str, connection_string: str = "") -> str:
@@ -187,7 +198,8 @@ class Dialect:
             return [f"LOCK TABLE {dim_coin} IN SHARE ROW EXCLUSIVE MODE"]
         if self.name == "mssql":
             return [f"SELECT COUNT(*) FROM {dim_coin} WITH (TABLOCKX, HOLDLOCK);"]
-        return []
+        # SQLite: any write statement takes the database's write lock, held to the commit.
+        return [f"UPDATE {dim_coin} SET {self.ident('coin_key')} = {self.ident('coin_key')} WHERE 1 = 0"]
 
     def reader_role(self, schema: str, role: str) -> list[str]:
         """Read-only role: USAGE + SELECT now and on future tables."""
@@ -335,19 +347,41 @@ class WarehouseResource(ConfigurableResource):
         Returns rows written per table (dim_time: hours added; dim_coin: versions added or
         changed; facts: rows inserted).
         """
+        return self.load_fresh_window(start, end, lambda: (silver, gold)).written
+
+    def load_fresh_window(
+        self, start: datetime, end: datetime, read: Callable[[], tuple[pa.Table, dict[str, pa.Table]]],
+        accept: Callable[[WindowLoad], bool] | None = None,
+    ) -> WindowLoad:
+        """Load hours [start, end) in one transaction: lock, ``read()`` the inputs, load, audit.
+
+        The inputs are read under the loaders' lock, so of two runs loading the same hours the
+        later one loads what the lakehouse holds after the earlier one: a stale read never
+        overwrites a fresh one. ``accept`` sees the loaded, uncommitted window (its counts and
+        orphans); if it returns False everything is rolled back (write, audit, publish).
+        """
         d = self.sql_dialect()
         start, end = _as_utc(start), _as_utc(end)
         if start >= end:
             raise WarehouseError(f"empty window [{start}, {end})")
-        inputs = [(star.FACT_MARKET_SNAPSHOT, silver)]
-        for name, table in gold.items():
-            if name not in star.FACT_BY_SOURCE or star.FACT_BY_SOURCE[name] is star.FACT_MARKET_SNAPSHOT:
-                raise WarehouseError(f"unknown Gold table {name!r}; expected one of {sorted(star.FACT_BY_SOURCE)[:-1]}")
-            inputs.append((star.FACT_BY_SOURCE[name], table))
         with self._connection() as conn:
-            self._ensure_schema(conn, d, inputs)
+            self._ensure_schema(conn, d)
             try:
-                return self._load(conn, d, inputs, start, end)
+                cursor = conn.cursor()
+                for statement in d.lock(self.schema_name):
+                    cursor.execute(statement)
+                silver, gold = read()
+                inputs = self._inputs(silver, gold)
+                self._add_new_columns(cursor, d, inputs)
+                written = self._load(cursor, d, inputs, start, end)
+                load = WindowLoad(written, self._run_counts(cursor, *self._window_count_queries(d, start, end)),
+                                  self._run_counts(cursor, *self._orphan_queries(d, start, end)), False)
+                if accept is not None and not accept(load):
+                    conn.rollback()
+                    return load
+                crashpoints.reached("warehouse.before_commit")
+                conn.commit()
+                return replace(load, committed=True)
             except WarehouseError:
                 conn.rollback()
                 raise
@@ -355,34 +389,46 @@ class WarehouseResource(ConfigurableResource):
                 conn.rollback()
                 raise self._error(f"loading [{start:%Y-%m-%d %H:%M}, {end:%Y-%m-%d %H:%M}) failed; rolled back", error) from None
 
+    @staticmethod
+    def _inputs(silver: pa.Table, gold: dict[str, pa.Table]) -> list[tuple[StarTable, pa.Table]]:
+        inputs = [(star.FACT_MARKET_SNAPSHOT, silver)]
+        for name, table in gold.items():
+            if name not in star.FACT_BY_SOURCE or star.FACT_BY_SOURCE[name] is star.FACT_MARKET_SNAPSHOT:
+                raise WarehouseError(f"unknown Gold table {name!r}; expected one of {sorted(star.FACT_BY_SOURCE)[:-1]}")
+            inputs.append((star.FACT_BY_SOURCE[name], table))
+        return inputs
+
     def window_counts(self, start: datetime, end: datetime) -> dict[str, int]:
         """Rows per fact table with time_key in [start, end)."""
-        d = self.sql_dialect()
-        window = [star.time_key(start), star.time_key(end)]
-        return self._counts(
-            {
-                f.name: f"SELECT COUNT(*) FROM {d.table(self.schema_name, f.name)} "
-                f"WHERE {d.ident('time_key')} >= ? AND {d.ident('time_key')} < ?"
-                for f in star.FACTS
-            },
-            window,
-        )
+        return self._counts(*self._window_count_queries(self.sql_dialect(), start, end))
 
     def orphan_counts(self, start: datetime, end: datetime) -> dict[str, int]:
         """Fact rows in [start, end) whose time_key or coin_key has no dimension row."""
-        d, s, q = self.sql_dialect(), self.schema_name, self.sql_dialect().ident
+        return self._counts(*self._orphan_queries(self.sql_dialect(), start, end))
+
+    def _window_count_queries(self, d: Dialect, start: datetime, end: datetime) -> tuple[dict[str, str], list]:
+        q = d.ident
+        queries = {
+            f.name: f"SELECT COUNT(*) FROM {d.table(self.schema_name, f.name)} WHERE {q('time_key')} >= ? AND {q('time_key')} < ?"
+            for f in star.FACTS
+        }
+        return queries, [star.time_key(start), star.time_key(end)]
+
+    def _orphan_queries(self, d: Dialect, start: datetime, end: datetime) -> tuple[dict[str, str], list]:
+        s, q = self.schema_name, d.ident
+        dim_time, dim_coin = d.table(s, star.DIM_TIME.name), d.table(s, star.DIM_COIN.name)
         queries = {}
         for fact in star.FACTS:
-            joins = f"LEFT JOIN {d.table(s, 'dim_time')} t ON t.{q('time_key')} = f.{q('time_key')}"
+            joins = f"LEFT JOIN {dim_time} t ON t.{q('time_key')} = f.{q('time_key')}"
             missing = f"t.{q('time_key')} IS NULL"
             if fact.has_coin:
-                joins += f" LEFT JOIN {d.table(s, 'dim_coin')} c ON c.{q('coin_key')} = f.{q('coin_key')}"
+                joins += f" LEFT JOIN {dim_coin} c ON c.{q('coin_key')} = f.{q('coin_key')}"
                 missing += f" OR c.{q('coin_key')} IS NULL"
             queries[fact.name] = (
                 f"SELECT COUNT(*) FROM {d.table(s, fact.name)} f {joins} "
                 f"WHERE f.{q('time_key')} >= ? AND f.{q('time_key')} < ? AND ({missing})"
             )
-        return self._counts(queries, [star.time_key(start), star.time_key(end)])
+        return queries, [star.time_key(start), star.time_key(end)]
 
     def table_counts(self) -> dict[str, int]:
         """Rows of every star table."""
@@ -434,61 +480,81 @@ class WarehouseResource(ConfigurableResource):
     def _counts(self, queries: dict[str, str], params: list) -> dict[str, int]:
         with self._connection() as conn:
             try:
-                return {name: conn.execute(sql, params).fetchone()[0] for name, sql in queries.items()}
+                return self._run_counts(conn.cursor(), queries, params)
             except pyodbc.Error as error:
                 raise self._error("counting warehouse rows failed", error) from None
             finally:
                 conn.rollback()  # release read locks
 
+    @staticmethod
+    def _run_counts(cursor, queries: dict[str, str], params: list) -> dict[str, int]:
+        return {name: cursor.execute(sql, params).fetchone()[0] for name, sql in queries.items()}
+
     # -- schema --
 
-    def _ensure_schema(self, conn: pyodbc.Connection, d: Dialect, inputs: list[tuple[StarTable, pa.Table]]) -> None:
-        """Create what is missing and add input columns the tables lack (never drop), committed
-        on its own so the load transaction holds no DDL locks."""
+    def _existing_columns(self, cursor, d: Dialect) -> dict[str, set[str]]:
+        """Relation name -> its column names (lower case), for the star schema's relations."""
         s = self.schema_name
+        sql, params = d.relations_query(s)
+        existing: dict[str, set[str]] = {}
+        for relation, column in cursor.execute(sql, params).fetchall():
+            name = relation[len(s) + 1 :] if d.name == "sqlite" else relation
+            existing.setdefault(name.lower(), set()).add(column.lower())
+        return existing
+
+    def _record_schema_change(self, cursor, d: Dialect, notes: list[str]) -> None:
+        s = self.schema_name
+        version_table = d.table(s, star.SCHEMA_VERSION_TABLE.name)
+        current = cursor.execute(f"SELECT MAX({d.ident('version')}) FROM {version_table}").fetchone()[0] or 0
+        cursor.execute(
+            d.insert(s, star.SCHEMA_VERSION_TABLE.name, star.SCHEMA_VERSION_TABLE.column_names, 1),
+            current + 1,
+            star.naive_utc(datetime.now(timezone.utc)).replace(microsecond=0),
+            f"star schema v{star.SCHEMA_VERSION}: " + "; ".join(notes),
+        )
+        log.info("warehouse schema %s: %s", s, "; ".join(notes))
+
+    def _ensure_schema(self, conn: pyodbc.Connection, d: Dialect) -> None:
+        """Create the tables and views that are missing (never drop), committed on its own so
+        the load transaction holds no DDL locks (unless it must add a new column)."""
+        s = self.schema_name
+        notes = []
         try:
-            sql, params = d.relations_query(s)
-            existing: dict[str, set[str]] = {}
-            for relation, column in conn.execute(sql, params).fetchall():
-                name = relation[len(s) + 1 :] if d.name == "sqlite" else relation
-                existing.setdefault(name.lower(), set()).add(column.lower())
+            existing = self._existing_columns(conn, d)
             if not existing:
                 for statement in d.create_schema(s):
                     conn.execute(statement)
-            notes = []
             for table in (*star.STAR_TABLES, star.SCHEMA_VERSION_TABLE):
                 if table.name not in existing:
                     conn.execute(d.create_table(s, table))
-                    existing[table.name] = set(table.column_names)
                     notes.append(f"created {table.name}")
             for name, select in _views(d, s):
                 if name not in existing:
                     conn.execute(d.create_view(s, name, select))
-            for fact, arrow in inputs:
-                types = {f.name: f.type for f in arrow.schema}
-                for column in star.carried_columns(fact, arrow):
-                    if column.lower() not in existing[fact.name]:
-                        _identifier(column, f"new column of {fact.name}")
-                        kind = star.arrow_kind(types[column])
-                        conn.execute(d.add_column(s, fact.name, Column(column, kind)))
-                        existing[fact.name].add(column)
-                        notes.append(f"added {fact.name}.{column} {kind}")
             if notes:
-                version_table = d.table(s, star.SCHEMA_VERSION_TABLE.name)
-                current = conn.execute(f"SELECT MAX({d.ident('version')}) FROM {version_table}").fetchone()[0] or 0
-                conn.execute(
-                    d.insert(s, star.SCHEMA_VERSION_TABLE.name, star.SCHEMA_VERSION_TABLE.column_names, 1),
-                    current + 1,
-                    star.naive_utc(datetime.now(timezone.utc)).replace(microsecond=0),
-                    f"star schema v{star.SCHEMA_VERSION}: " + "; ".join(notes),
-                )
-                log.info("warehouse schema %s: %s", s, "; ".join(notes))
+                self._record_schema_change(conn, d, notes)
             conn.commit()
         except (pyodbc.Error, ValueError) as error:
             conn.rollback()
-            raise self._error(f"creating or evolving schema {s!r} failed", error) from None
+            raise self._error(f"creating schema {s!r} failed", error) from None
         if notes and self.reader_role:
             self._grant_reader(conn, d)
+
+    def _add_new_columns(self, cursor, d: Dialect, inputs: list[tuple[StarTable, pa.Table]]) -> None:
+        """Add the input columns a fact table lacks (new Silver/Gold columns), inside the load."""
+        existing = self._existing_columns(cursor, d)
+        notes = []
+        for fact, arrow in inputs:
+            types = {f.name: f.type for f in arrow.schema}
+            for column in star.carried_columns(fact, arrow):
+                if column.lower() not in existing[fact.name]:
+                    _identifier(column, f"new column of {fact.name}")
+                    kind = star.arrow_kind(types[column])
+                    cursor.execute(d.add_column(self.schema_name, fact.name, Column(column, kind)))
+                    existing[fact.name].add(column.lower())
+                    notes.append(f"added {fact.name}.{column} {kind}")
+        if notes:
+            self._record_schema_change(cursor, d, notes)
 
     def _grant_reader(self, conn: pyodbc.Connection, d: Dialect) -> None:
         """Create and grant the read-only role where the login may; otherwise log and go on."""
@@ -506,7 +572,7 @@ class WarehouseResource(ConfigurableResource):
 
     # -- the load transaction --
 
-    def _load(self, conn, d: Dialect, inputs, start: datetime, end: datetime) -> dict[str, int]:
+    def _load(self, cursor, d: Dialect, inputs, start: datetime, end: datetime) -> dict[str, int]:
         s, q = self.schema_name, d.ident
         start_key, end_key = star.time_key(start), star.time_key(end)
         keyed = []
@@ -516,9 +582,6 @@ class WarehouseResource(ConfigurableResource):
             if outside:
                 raise WarehouseError(f"{fact.source.name} has rows outside the window [{start_key}, {end_key}): hours {sorted(outside)[:5]}")
             keyed.append((fact, arrow, keys))
-        cursor = conn.cursor()
-        for statement in d.lock(s):
-            cursor.execute(statement)
         written: dict[str, int] = {}
 
         hours = [star.dim_time_row(h) for h in hours_in(start, end)]
@@ -546,7 +609,6 @@ class WarehouseResource(ConfigurableResource):
             )
             columns, rows = self._fact_rows(fact, arrow, keys, versions_by_coin)
             written[fact.name] = self._insert(cursor, d, fact.name, columns, rows)
-        conn.commit()
         return written
 
     def _apply_scd2(self, cursor, d: Dialect, silver: pa.Table, keys: list[int], end_key: int):

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import math
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 from typing import Optional
@@ -165,11 +165,13 @@ def _make_coin(seed: int, index: int) -> Coin:
 class Market:
     """The universe of ``coins`` coins for one ``seed``; snapshots and history on demand."""
 
-    def __init__(self, coins: int = 300, seed: int = 7):
+    def __init__(self, coins: int = 300, seed: int = 7, rename: Optional[dict[str, str]] = None):
         if coins < 1:
             raise ValueError("coins must be >= 1")
         self.seed = seed
         self.coins = [_make_coin(seed, i) for i in range(1, coins + 1)]
+        if rename:  # the same coins served under other ids (what a compromised proxy could send)
+            self.coins = [replace(c, id=rename.get(c.id, c.id)) for c in self.coins]
         self.by_id = {c.id: c for c in self.coins}
         self._snapshot = lru_cache(maxsize=8)(self._compute_snapshot)
 

@@ -16,7 +16,7 @@ from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Optional, Union
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from crypto_assets.simulator.market import CURRENCY_RATES, DEFAULT_TIMEFRAMES, Market, to_utc
 
@@ -27,6 +27,7 @@ _HISTORY_PATH = re.compile(r"^/coins/([^/]+)/market_chart/range$")
 
 KEY_HEADERS = {"demo": "x-cg-demo-api-key", "pro": "x-cg-pro-api-key"}
 KEY_QUERY_PARAMS = ("x_cg_demo_api_key", "x_cg_pro_api_key")
+_KEY_IN_QUERY = re.compile(r"((?:x_cg_demo_api_key|x_cg_pro_api_key)=)[^&]*")
 
 # The real 429 body (shared/coingecko/samples/error_429_public-api_body_transcribed.json, 187 bytes).
 RATE_LIMIT_BODY = (
@@ -48,8 +49,10 @@ CLOUDFLARE_PAGE = (
 )
 FAULTS = (
     "429", "500", "503", "slow", "html", "truncated", "error_object", "wrapped",
-    "drift", "string_numbers", "duplicates", "bad_values", "key_error",
+    "drift", "string_numbers", "duplicates", "bad_values", "key_error", "missing_ids", "null_prices",
 )  # fmt: skip
+# The request log keeps the newest entries only, so a long-running simulator stays small.
+REQUEST_LOG_LIMIT = 10_000
 
 
 def _json(payload: object) -> bytes:
@@ -85,7 +88,10 @@ class Simulator:
     """The simulator as a Python object: ``with Simulator(coins=300) as sim: base = sim.base_url``.
 
     ``now`` freezes the clock (settable later to move it); ``markets_file`` serves a recorded
-    ``/coins/markets`` body byte for byte as page 1 (and ``[]`` after it).
+    ``/coins/markets`` body byte for byte as page 1 (and ``[]`` after it). ``rename`` serves
+    coins under other ids (a compromised proxy: ``{"coin-0005": "../../escape"}``) and
+    ``delisted`` ids answer 404 on the history endpoint. The request log (``requests``) keeps
+    the newest ``REQUEST_LOG_LIMIT`` entries with API keys masked; ``request_count`` counts all.
     """
 
     def __init__(
@@ -98,15 +104,19 @@ class Simulator:
         markets_file: Union[str, Path, None] = None,
         host: str = "127.0.0.1",
         port: int = 0,
+        rename: Optional[dict[str, str]] = None,
+        delisted: tuple[str, ...] = (),
     ):
         if plan not in KEY_HEADERS:
             raise ValueError(f"plan must be one of {sorted(KEY_HEADERS)}, got {plan!r}")
-        self.market = Market(coins=coins, seed=seed)
+        self.market = Market(coins=coins, seed=seed, rename=rename)
+        self.delisted = set(delisted)
         self.api_key, self.plan = api_key, plan
         self.now = to_utc(now) if now else None
         self.markets_file = Path(markets_file) if markets_file else None
         self.host, self.port = host, port
         self.requests: list[dict] = []
+        self.request_count = 0
         self.faults: list[Fault] = []
         self._lock = threading.Lock()
         self._server: Optional[ThreadingHTTPServer] = None
@@ -170,6 +180,7 @@ class Simulator:
         with self._lock:
             self.faults.clear()
             self.requests.clear()
+            self.request_count = 0
 
     def clock(self) -> datetime:
         return self.now or datetime.now(timezone.utc)
@@ -181,6 +192,26 @@ class Simulator:
         """
         moment = parse_now(hour_or_moment) if isinstance(hour_or_moment, str) else hour_or_moment
         return self.market.snapshot(moment, timeframes)
+
+    def log_request(self, path: str, headers: dict[str, str], status: int, key_in_query: bool) -> None:
+        """Keep the request, its API key replaced by whether it was the right one in the plan's header."""
+        lowered = {name.lower(): value for name, value in headers.items()}
+        key_header = next((name for name in KEY_HEADERS.values() if name in lowered), None)
+        entry = {
+            "method": "GET",
+            "path": _KEY_IN_QUERY.sub(r"\1***", path),
+            "headers": {name: "***" if name.lower() in KEY_HEADERS.values() else value for name, value in headers.items()},
+            "key_header": key_header,
+            "key_ok": self.api_key is not None and lowered.get(KEY_HEADERS[self.plan]) == self.api_key,
+            "status": status,
+            "time": time.time(),
+            "key_in_query": key_in_query,
+        }
+        with self._lock:
+            self.requests.append(entry)
+            self.request_count += 1
+            if len(self.requests) > REQUEST_LOG_LIMIT:
+                del self.requests[: len(self.requests) - REQUEST_LOG_LIMIT]
 
     @property
     def key_in_query(self) -> list[dict]:
@@ -265,14 +296,14 @@ class Simulator:
         return 200, {}, _json(payload)
 
     def _history(self, path: str, query: dict[str, str]) -> tuple[int, dict, bytes]:
-        coin_id = _HISTORY_PATH.match(path).group(1)
+        coin_id = unquote(_HISTORY_PATH.match(path).group(1))
         vs_currency = query.get("vs_currency", "").lower()
         for name in ("vs_currency", "from", "to"):
             if not query.get(name):
                 return 422, {}, _json({"error": f"Missing parameter {name}"})
         if vs_currency not in CURRENCY_RATES:
             return 400, {}, _json({"error": "invalid vs_currency"})
-        if coin_id not in self.market.by_id:
+        if coin_id not in self.market.by_id or coin_id in self.delisted:
             return 404, {}, _json({"error": "coin not found"})
         try:
             start, end = int(float(query["from"])), int(float(query["to"]))
@@ -318,6 +349,13 @@ def _mangle(rows: list[dict], fault: Fault) -> list[dict]:
     elif fault.fault == "bad_values" and rows:
         rows[0]["current_price"] = None
         rows[-1]["total_volume"] = -abs(rows[-1]["total_volume"] or 1.0)
+    elif fault.fault == "missing_ids" and len(rows) >= 3:
+        del rows[0]["id"]
+        rows[1]["id"] = 12345
+        rows[2] = ["not", "an", "object"]
+    elif fault.fault == "null_prices":
+        for r in rows:
+            r["current_price"] = None
     return rows
 
 
@@ -364,17 +402,7 @@ def _handler_for(sim: Simulator) -> type[BaseHTTPRequestHandler]:
                 return self._control()
             query = urlsplit(self.path).query
             status, headers, body, delay = sim.respond("GET", self.path, dict(self.headers))
-            with sim._lock:
-                sim.requests.append(
-                    {
-                        "method": "GET",
-                        "path": self.path,
-                        "headers": dict(self.headers),
-                        "status": status,
-                        "time": time.time(),
-                        "key_in_query": any(p in query for p in KEY_QUERY_PARAMS),
-                    }
-                )
+            sim.log_request(self.path, dict(self.headers), status, any(p in query for p in KEY_QUERY_PARAMS))
             if delay:
                 time.sleep(delay)
             self._send(status, body, headers)

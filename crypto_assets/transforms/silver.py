@@ -1,9 +1,17 @@
 """Bronze → Silver: type, validate and flag CoinGecko ``/coins/markets`` records (pure PySpark).
 
-Every Bronze row lands in exactly one of the two outputs: the typed Silver table or the
-quarantine, with the first rule that rejected it (DESIGN §6 "nothing lost"). Spark runs with
+Every Bronze row has exactly one fate: the typed Silver table, the quarantine (with the first
+rule that rejected it), or superseded by a record of the same coin and hour from a capture of
+higher precedence (nothing lost: Bronze = Silver + quarantine + superseded). Spark runs with
 ANSI mode on, so every conversion of untrusted text is a ``try_cast``: a bad value becomes a
 quarantine reason, never a failed job.
+
+Precedence among the valid records of one coin and hour (Bronze keeps every capture):
+1. a snapshot beats a history reconstruction (it has every field, taken in the hour itself);
+2. among captures of the same kind, the newest capture wins (capture ids start with the
+   capture time), so a ``refetch`` replaces what Silver shows while Bronze keeps both;
+3. within one capture, the first (page, position): a later copy is ``duplicate_in_hour``
+   (ranks moved while paging), quarantined.
 """
 
 from __future__ import annotations
@@ -48,6 +56,7 @@ _ROI_SCHEMA = T.StructType(
 _ROI_NUMBERS = {"roi_times": "times", "roi_percentage": "percentage"}
 _SUPPLY_FIELDS = ("circulating_supply", "total_supply", "max_supply")
 _LINEAGE = ("capture_id", "page", "position", "ingested_at", "ingest_hour", "ingest_date")
+_SUPERSEDED = "_superseded"  # a fate, not a quarantine reason
 
 
 @dataclass(frozen=True)
@@ -71,8 +80,9 @@ def _number(text: Column) -> Column:
     return F.when(~F.isnan(value) & (F.abs(value) != float("inf")), value)
 
 
-def clean_markets(bronze: DataFrame, rules: SilverRules) -> tuple[DataFrame, DataFrame]:
-    """Split Bronze into (silver, quarantine), each in its tables.py column order."""
+def clean_markets(bronze: DataFrame, rules: SilverRules) -> tuple[DataFrame, DataFrame, DataFrame]:
+    """Split Bronze into (silver, quarantine, superseded): the first two in their tables.py
+    column order, the third the superseded records' ``ingest_hour``, ``coin_id``, ``capture_id``."""
     rec = F.from_json("record_json", _RECORD_SCHEMA)
     parsed = bronze.select(
         "*",
@@ -102,7 +112,7 @@ def clean_markets(bronze: DataFrame, rules: SilverRules) -> tuple[DataFrame, Dat
     )
     record_reason = (
         F.when(~F.col("_is_object"), F.lit("malformed_json"))
-        .when(F.col("_r_id").isNull() | (F.trim("_r_id") == ""), F.lit("missing_id"))
+        .when(F.col("coin_id").isNull() | (F.trim("coin_id") == ""), F.lit("missing_id"))
         .when(not_numeric.isNotNull(), not_numeric)
         .when(F.coalesce(F.col("current_price") <= 0, F.lit(True)), F.lit("non_positive_price"))
         .when(F.col("total_volume") < 0, F.lit("negative_volume"))
@@ -110,23 +120,28 @@ def clean_markets(bronze: DataFrame, rules: SilverRules) -> tuple[DataFrame, Dat
         .when(F.col("market_cap") < 0, F.lit("negative_market_cap"))
     )
     checked = typed.withColumn("_reason", record_reason)
-    # Among records that pass every other rule, the first (page, position) of a coin in an
-    # hour wins; capture_id breaks ties between two captures of one hour, for determinism.
-    first_in_hour = Window.partitionBy(
-        F.col("_reason").isNull(), "_r_id", "ingest_hour"
-    ).orderBy("page", "position", "capture_id")
-    checked = checked.withColumn(
+    # Among records that pass every other rule: the precedence of the module docstring.
+    source_rank = F.when(F.col("source") == "snapshot", 0).otherwise(1)
+    best_first = Window.partitionBy(F.col("_reason").isNull(), "coin_id", "ingest_hour").orderBy(
+        source_rank, F.col("capture_id").desc(), "page", "position"
+    )
+    ranked = checked.select(
+        "*",
+        F.row_number().over(best_first).alias("_rank"),
+        F.first("capture_id").over(best_first).alias("_best_capture"),
+    )
+    loser = F.col("_reason").isNull() & (F.col("_rank") > 1)
+    checked = ranked.withColumn(
         "_reason",
-        F.when(
-            F.col("_reason").isNull() & (F.row_number().over(first_in_hour) > 1),
-            F.lit("duplicate_in_hour"),
-        ).otherwise(F.col("_reason")),
+        F.when(loser & (F.col("capture_id") == F.col("_best_capture")), F.lit("duplicate_in_hour"))
+        .when(loser, F.lit(_SUPERSEDED))
+        .otherwise(F.col("_reason")),
     )
 
     captured = F.least(F.col("ingested_at"), F.col("ingest_hour") + F.expr("INTERVAL 1 HOUR"))
     lag_micros = F.unix_micros(captured) - F.unix_micros("last_updated")
     silver = checked.where(F.col("_reason").isNull()).select(
-        F.col("_r_id").alias("coin_id"),
+        "coin_id",
         F.col("_r_symbol").alias("symbol"),
         F.col("_r_name").alias("name"),
         "vs_currency",
@@ -141,16 +156,17 @@ def clean_markets(bronze: DataFrame, rules: SilverRules) -> tuple[DataFrame, Dat
         "source",
         *_LINEAGE,
     )
-    quarantine = checked.where(F.col("_reason").isNotNull()).select(
+    quarantine = checked.where(F.col("_reason").isNotNull() & (F.col("_reason") != _SUPERSEDED)).select(
         "coin_id",
         F.col("_reason").alias("reason"),
         "record_json",
         "source",
         *_LINEAGE,
     )
+    superseded = checked.where(F.col("_reason") == _SUPERSEDED).select("ingest_hour", "coin_id", "capture_id")
     assert silver.columns == SILVER.arrow_schema.names
     assert quarantine.columns == QUARANTINE.arrow_schema.names
-    return silver, quarantine
+    return silver, quarantine, superseded
 
 
 def unknown_fields(record_texts: Iterable[str]) -> Counter:

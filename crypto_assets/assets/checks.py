@@ -1,0 +1,59 @@
+"""Asset checks, each declared once, and write–audit–publish.
+
+A ``Check`` is a name, a description, whether it blocks, and the function that evaluates it on
+what a step has staged (the rows it is about to commit). Assets build their ``check_specs`` from
+their checks and evaluate them on the staged window *before* committing: a failed blocking check
+commits nothing, fails the step (so nothing downstream runs) and shows red with the rows it
+found; warning checks are reported beside the materialisation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetKey, Failure, MetadataValue
+
+Staged = TypeVar("Staged")
+
+
+@dataclass(frozen=True)
+class Check(Generic[Staged]):
+    name: str
+    description: str
+    # staged window -> (passed, metadata naming what was wrong)
+    evaluate: Callable[[Staged], tuple[bool, dict]]
+    blocking: bool = False
+
+    def spec(self, asset_key: AssetKey) -> AssetCheckSpec:
+        return AssetCheckSpec(self.name, asset=asset_key, description=self.description, blocking=self.blocking)
+
+    def result(self, asset_key: AssetKey, staged: Staged) -> AssetCheckResult:
+        passed, metadata = self.evaluate(staged)
+        return AssetCheckResult(
+            asset_key=asset_key, check_name=self.name, passed=passed, metadata=metadata,
+            severity=AssetCheckSeverity.ERROR if self.blocking else AssetCheckSeverity.WARN,
+        )  # fmt: skip
+
+
+def specs(asset_key: AssetKey, checks: Iterable[Check]) -> list[AssetCheckSpec]:
+    return [check.spec(asset_key) for check in checks]
+
+
+def audit(asset_key: AssetKey, checks: Iterable[Check[Staged]], staged: Staged) -> list[AssetCheckResult]:
+    return [check.result(asset_key, staged) for check in checks]
+
+
+def failed_blocking(results: Iterable[AssetCheckResult]) -> list[str]:
+    return [r.check_name for r in results if r.severity == AssetCheckSeverity.ERROR and not r.passed]
+
+
+def refuse_publication(results: list[AssetCheckResult], failed: list[str], what: str) -> Iterator[AssetCheckResult]:
+    """Report every check, then fail the step: the staged window was not committed."""
+    yield from results
+    raise Failure(
+        description=f"{what}: blocking check(s) {', '.join(failed)} failed on the staged window; "
+        "nothing was committed, every table keeps its previous version of these hours",
+        metadata={"failed_checks": MetadataValue.json(failed)},
+    )
