@@ -15,7 +15,7 @@ from crypto_assets.resources.lakehouse import LakehouseResource
 from crypto_assets.simulator import Simulator
 from crypto_assets.tables import BRONZE, QUARANTINE, SILVER
 from conftest import settle_hour
-from test_pipeline_cli import materialize
+from support import materialize
 
 LIMIT = 1000  # four pages of 250: one fault per page
 

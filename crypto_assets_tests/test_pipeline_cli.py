@@ -13,7 +13,7 @@ from datetime import datetime
 import pyarrow.compute as pc
 import pytest
 from conftest import settle_hour
-from test_warehouse import dump
+from support import dump, lake_state, materialize
 
 from crypto_assets.partitions import HOUR, current_hour, partition_key
 from crypto_assets.resources.lakehouse import LakehouseResource, rows_per_hour
@@ -21,22 +21,6 @@ from crypto_assets.resources.warehouse import WarehouseResource
 from crypto_assets.tables import ALL_TABLES, BRONZE, GOLD_TABLES, QUARANTINE, SILVER
 
 COINS_LIMIT = 40
-
-
-def materialize(env: dict[str, str], *args: str, select: str = "*") -> subprocess.CompletedProcess:
-    command = [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "crypto_assets.definitions",
-               "--select", select, *args]
-    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
-    return result
-
-
-def lake_state(lake: LakehouseResource, start: datetime, end: datetime) -> dict:
-    """Every lakehouse table's rows for the window, in key order."""
-    return {
-        table.path: lake.read_window_arrow(table, start, end).sort_by([(k, "ascending") for k in table.key])
-        for table in ALL_TABLES
-    }
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,7 @@ import pytest
 from crypto_assets import star_schema as star
 from crypto_assets.resources.warehouse import WarehouseError, WarehouseResource
 from conftest import POSTGRES_SERVER, postgres_database
+from support import dump, query
 from crypto_assets.tables import GOLD_DISTRIBUTION, GOLD_OVERVIEW, GOLD_TRENDS, GOLD_VOLATILITY, SILVER
 
 H0 = datetime(2026, 3, 2, 0, tzinfo=timezone.utc)  # a Monday
@@ -134,25 +135,6 @@ def wh(request, tmp_path) -> WarehouseResource:
         schema_name=f"crypto_t{next(SCHEMAS)}",
         reader_role=role,
     )
-
-
-def query(wh: WarehouseResource, sql: str, *params) -> list[tuple]:
-    """Run SQL with ``{table}`` placeholders resolved to the resource's qualified names."""
-    d = wh.sql_dialect()
-    names = {t.name: d.table(wh.schema_name, t.name) for t in (*star.STAR_TABLES, star.SCHEMA_VERSION_TABLE)}
-    names.update({v: d.table(wh.schema_name, v) for v in ("v_latest_market", "v_daily_coin_summary")})
-    conn = pyodbc.connect(wh.odbc_connection_string)
-    try:
-        return [tuple(r) for r in conn.execute(sql.format(**names), *params).fetchall()]
-    finally:
-        conn.close()
-
-
-def dump(wh: WarehouseResource) -> dict[str, list[tuple]]:
-    return {
-        t.name: sorted(query(wh, f"SELECT * FROM {{{t.name}}}"), key=repr)
-        for t in (*star.STAR_TABLES, star.SCHEMA_VERSION_TABLE)
-    }
 
 
 def facts_with_versions(wh: WarehouseResource, fact: str = "fact_market_snapshot") -> list[tuple]:

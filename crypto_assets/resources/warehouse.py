@@ -546,12 +546,13 @@ class WarehouseResource(ConfigurableResource):
         notes = []
         for fact, arrow in inputs:
             types = {f.name: f.type for f in arrow.schema}
+            have = existing.setdefault(fact.name, {c.lower() for c in fact.column_names})
             for column in star.carried_columns(fact, arrow):
-                if column.lower() not in existing[fact.name]:
+                if column.lower() not in have:
                     _identifier(column, f"new column of {fact.name}")
                     kind = star.arrow_kind(types[column])
                     cursor.execute(d.add_column(self.schema_name, fact.name, Column(column, kind)))
-                    existing[fact.name].add(column.lower())
+                    have.add(column.lower())
                     notes.append(f"added {fact.name}.{column} {kind}")
         if notes:
             self._record_schema_change(cursor, d, notes)

@@ -1,0 +1,122 @@
+"""Helpers the test modules share (no test module imports another): the CLI as CI runs it,
+processes started and killed by pid, and table contents compared across lakes and warehouses."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+import pyarrow as pa
+import pyodbc
+
+from crypto_assets import star_schema as star
+from crypto_assets.resources.lakehouse import LakehouseResource
+from crypto_assets.resources.warehouse import WarehouseResource
+from crypto_assets.tables import ALL_TABLES
+
+# A local instance as `make demo` writes it: one CoinGecko capture at a time across its runs.
+POOLED_INSTANCE = "telemetry:\n  enabled: false\nconcurrency:\n  pools:\n    default_limit: 1\n"
+# Columns that say which capture and run a row came from, when and by which request: they differ
+# between two runs over the same data and are left out when comparing contents.
+CAPTURE_METADATA = {"capture_id", "run_id", "ingested_at", "request", "page", "position", "payload_sha256", "http_status"}
+
+
+def materialize_command(*args: str, select: str = "*") -> list[str]:
+    return [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "crypto_assets.definitions",
+            "--select", select, *args]
+
+
+def materialize(env: dict[str, str], *args: str, select: str = "*", expect_success: bool = True) -> subprocess.CompletedProcess:
+    result = subprocess.run(materialize_command(*args, select=select), env=env, capture_output=True, text=True, timeout=600)
+    if expect_success:
+        assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
+    return result
+
+
+def pipeline_env(simulator_url: str, home: Path, lake: Path, odbc: str, coins: int, **extra: str) -> dict[str, str]:
+    home.mkdir(parents=True, exist_ok=True)
+    return {
+        **os.environ, "DAGSTER_HOME": str(home), "COINGECKO_BASE_URL": simulator_url,
+        "COINGECKO_CALLS_PER_MINUTE": "60000", "CRYPTO_COINS_LIMIT": str(coins), "CRYPTO_LAKE_ROOT": str(lake),
+        "CRYPTO_WAREHOUSE_ODBC": odbc, **extra,
+    }  # fmt: skip
+
+
+def start_in_own_group(command: list[str], env: dict[str, str], log: Path) -> subprocess.Popen:
+    """A process in a new session, so it and every child (Spark's JVM) can be killed together."""
+    handle = open(log, "w")
+    return subprocess.Popen(command, env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def kill_tree(process: subprocess.Popen) -> None:
+    """kill -9 of the process and everything in its group, by its pid; waits until it is gone."""
+    try:
+        os.killpg(process.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    process.wait(timeout=30)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(process.pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"process group {process.pid} still alive after SIGKILL")
+
+
+def wait_for(path: Path, process: subprocess.Popen, log: Path, timeout: float = 300) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if process.poll() is not None:
+            raise AssertionError(f"the run ended (exit {process.returncode}) before reaching its pause point:\n"
+                                 + log.read_text()[-4000:])
+        if time.monotonic() > deadline:
+            kill_tree(process)
+            raise AssertionError(f"no pause point reached in {timeout} s:\n" + log.read_text()[-4000:])
+        time.sleep(0.2)
+
+
+def lake_state(lake: LakehouseResource, start: datetime, end: datetime) -> dict[str, pa.Table]:
+    """Every lakehouse table's rows for the window, in key order."""
+    return {
+        table.path: lake.read_window_arrow(table, start, end).sort_by([(k, "ascending") for k in table.key])
+        for table in ALL_TABLES
+    }
+
+
+def lake_content(lake: LakehouseResource, start: datetime, end: datetime) -> dict[str, list[dict]]:
+    """Every table's rows for the window without capture metadata, sorted: what two lakes built
+    from the same hours must agree on (Bronze: the record texts of each coin and hour)."""
+    content = {}
+    for table in ALL_TABLES:
+        rows = lake.read_window_arrow(table, start, end)
+        rows = rows.select([name for name in rows.column_names if name not in CAPTURE_METADATA])
+        content[table.path] = sorted(rows.to_pylist(), key=repr)
+    return content
+
+
+def query(wh: WarehouseResource, sql: str, *params) -> list[tuple]:
+    """Run SQL with ``{table}`` placeholders resolved to the resource's qualified names."""
+    d = wh.sql_dialect()
+    names = {t.name: d.table(wh.schema_name, t.name) for t in (*star.STAR_TABLES, star.SCHEMA_VERSION_TABLE)}
+    names.update({v: d.table(wh.schema_name, v) for v in ("v_latest_market", "v_daily_coin_summary")})
+    conn = pyodbc.connect(wh.odbc_connection_string)
+    try:
+        return [tuple(r) for r in conn.execute(sql.format(**names), *params).fetchall()]
+    finally:
+        conn.close()
+
+
+def dump(wh: WarehouseResource, tables=(*star.STAR_TABLES, star.SCHEMA_VERSION_TABLE)) -> dict[str, list[tuple]]:
+    return {t.name: sorted(query(wh, f"SELECT * FROM {{{t.name}}}"), key=repr) for t in tables}
+
+
+def star_content(odbc: str) -> dict[str, list[tuple]]:
+    """Every star table's rows (the schema's own change log aside)."""
+    return dump(WarehouseResource(odbc_connection_string=odbc), star.STAR_TABLES)
