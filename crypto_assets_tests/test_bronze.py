@@ -12,7 +12,7 @@ import pytest
 from dagster import DagsterInstance, EnvVar, materialize
 
 from crypto_assets.assets.bronze import bronze_coingecko_markets
-from crypto_assets.partitions import HOUR, current_hour, partition_key
+from crypto_assets.partitions import HOUR, current_hour, hour_label, partition_key
 from crypto_assets.resources.coingecko import CoinGeckoResource
 from crypto_assets.resources.lakehouse import LakehouseResource, rows_per_hour
 from crypto_assets.simulator import Simulator
@@ -174,3 +174,60 @@ def test_the_api_key_is_sent_as_a_header_and_stored_nowhere(lake, tmp_path, monk
         for path in root.rglob("*"):
             if path.is_file():
                 assert key.encode() not in path.read_bytes(), path
+
+
+HOSTILE = {"coin-0004": "../../../../escaped", "coin-0005": "/etc/cg-escaped", "coin-0006": "..", "coin-0007": "a%2F..%2Fb"}
+
+
+def test_hostile_ids_stay_data_in_urls_files_and_rows_and_a_404_coin_is_a_gap(tmp_path):
+    lake = LakehouseResource(root=str(tmp_path / "deep" / "er" / "lake"))
+    now = current_hour()
+    with Simulator(coins=12, rename=HOSTILE, delisted=("coin-0008",)) as sim:
+        assert capture(lake, sim.base_url, now, limit=12).success  # the universe: this hour's snapshot
+        result = capture(lake, sim.base_url, now - 3 * HOUR, now, limit=12)
+        history_paths = [r["path"] for r in sim.requests if "/market_chart/range" in r["path"]]
+    assert result.success
+    # each id is one encoded URL segment
+    assert any(path.startswith("/api/v3/coins/..%2F..%2F..%2F..%2Fescaped/market_chart") for path in history_paths)
+    assert any(path.startswith("/api/v3/coins/%2E%2E/market_chart") for path in history_paths)
+    # nothing was written outside the lake, and every history file sits in its capture folder
+    outside = [p for p in tmp_path.rglob("*") if p.is_file() and Path(lake.root) not in p.parents]
+    assert outside == []
+    bronze = lake.read_window_arrow(BRONZE, now - 3 * HOUR, now)
+    assert set(HOSTILE.values()) <= set(bronze.column("coin_id").to_pylist())
+    # the delisted coin is a recorded gap with a warning, not a failed run
+    metadata = result.get_asset_materialization_events()[0].materialization.metadata
+    assert metadata["coins_not_found"].value == ["coin-0008"]
+    assert metadata["history_hours_without_points"].value["coin-0008"] == [hour_label(now - i * HOUR) for i in (3, 2, 1)]
+    assert "coin-0008" not in bronze.column("coin_id").to_pylist()
+
+
+def test_records_without_a_string_id_are_kept_for_the_quarantine_not_refused_with_their_page(lake, simulator):
+    now = current_hour()
+    simulator.inject("missing_ids")
+    try:
+        assert capture(lake, simulator.base_url, now).success
+    finally:
+        simulator.clear_faults()
+    bronze = lake.read_window_arrow(BRONZE, now, now + HOUR).sort_by("position")
+    assert len(bronze) == LIMIT and bronze.column("coin_id").to_pylist()[:3] == [None, None, None]
+    assert json.loads(bronze.column("record_json")[2].as_py()) == ["not", "an", "object"]
+
+
+def test_a_key_with_a_trailing_newline_works_and_appears_nowhere(lake, tmp_path, monkeypatch):
+    key = "CG-newline-key-4b2e1"
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    with Simulator(coins=40, api_key=key) as sim, DagsterInstance.local_temp(str(home)) as instance:
+        monkeypatch.setenv("COINGECKO_TEST_KEY", key + "\r\n")  # a CRLF .env, a secret file's newline
+        result = capture(lake, sim.base_url, current_hour(), api_key=EnvVar("COINGECKO_TEST_KEY"), instance=instance)
+        assert result.success and all(r["key_ok"] for r in sim.requests)
+        monkeypatch.setenv("COINGECKO_TEST_KEY", key[:6] + "\n" + key[6:])  # a line break inside: refused
+        refused = capture(lake, sim.base_url, current_hour(), api_key=EnvVar("COINGECKO_TEST_KEY"),
+                          instance=instance, refetch=True)
+    assert not refused.success
+    message = refused.get_step_failure_events()[0].step_failure_data.error.to_string()
+    assert "COINGECKO_API_KEY holds control characters" in message
+    for path in [*home.rglob("*"), *Path(lake.root).rglob("*")]:
+        if path.is_file():
+            assert key[6:].encode() not in path.read_bytes(), path

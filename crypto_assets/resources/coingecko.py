@@ -227,7 +227,10 @@ class CoinGeckoClient:
             self.limiter.acquire()
             wait: Optional[float] = None
             try:
-                response = self._session.get(self.base_url + request, timeout=self.timeout)
+                prepared = self._prepared(request)
+                # what Session.get would add: proxies and CA bundle from the environment
+                settings = self._session.merge_environment_settings(prepared.url, {}, None, None, None)
+                response = self._session.send(prepared, timeout=self.timeout, **settings)
             except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
                 error = self._error(
                     f"{type(exc).__name__} after attempt {attempt}",
@@ -259,6 +262,13 @@ class CoinGeckoClient:
                 self.limiter.defer(wait)  # every caller of this client backs off, not just this one
             else:
                 time.sleep(wait)
+
+    def _prepared(self, request: str) -> requests.PreparedRequest:
+        """The GET as built, its URL exactly as quoted here: requests would otherwise decode
+        ``%2E`` back to ``.`` and let an id of ``..`` climb the API's path."""
+        prepared = self._session.prepare_request(requests.Request("GET", self.base_url + request))
+        prepared.url = self.base_url + request
+        return prepared
 
     def _context(self, error: CoinGeckoError) -> dict:
         return dict(
