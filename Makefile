@@ -57,6 +57,7 @@ ui: setup
 bench: setup
 	$(PY) -m benchmarks.pipeline
 	$(PY) -m benchmarks.warehouse_load
+	$(PY) -m benchmarks.pruning
 
 clean:
 	rm -rf data

@@ -2,8 +2,10 @@
 
 Every hourly write adds a file per table and day, so a day ends with dozens of small files.
 Compaction (delta-rs ``optimize.compact``) rewrites only **closed days** (``ingest_date`` before
-today, UTC): the hourly run writes today's partition, so the two never rewrite the same files
-and cannot conflict. Compaction is a new Delta version: readers of an older snapshot keep
+today, UTC): the hourly run writes today's partition, and its predicate names the day, so the
+two never conflict. A late hour written into a closed day while it is being compacted is the
+one real race: whichever commits second re-plans on the fresh snapshot (the writer recomputes,
+the compaction is retried). Compaction is a new Delta version: readers of an older snapshot keep
 their files until vacuum removes files unreferenced for longer than the retention
 (``CRYPTO_VACUUM_RETENTION_HOURS``, default 168 = 7 days, Delta's own default), so only
 snapshots older than that (and time travel to them) are affected.
@@ -23,9 +25,12 @@ from dagster import (
     op,
 )
 
-from crypto_assets.resources.lakehouse import LakehouseResource
+from deltalake import DeltaTable
+from deltalake.exceptions import CommitFailedError
+
+from crypto_assets.resources.lakehouse import REPLAN_ATTEMPTS, LakehouseResource
 from crypto_assets.settings import number_env
-from crypto_assets.tables import ALL_TABLES
+from crypto_assets.tables import ALL_TABLES, LakeTable
 
 RETENTION_ENV = "CRYPTO_VACUUM_RETENTION_HOURS"
 DEFAULT_RETENTION_HOURS = 168
@@ -43,6 +48,21 @@ def _files_on_disk(uri: str) -> int:
     return sum(1 for _, _, names in os.walk(uri) for name in names if name.endswith(".parquet"))
 
 
+def compact_closed_days(context: OpExecutionContext, lakehouse: LakehouseResource, table: LakeTable,
+                       today: str) -> tuple[DeltaTable, dict]:
+    """Compact the days before ``today``, retried on a fresh snapshot if a late write won the race."""
+    for attempt in range(1, REPLAN_ATTEMPTS + 1):
+        delta = lakehouse.delta_table(table)
+        try:
+            return delta, delta.optimize.compact(partition_filters=[("ingest_date", "<", today)])
+        except CommitFailedError as error:
+            if attempt == REPLAN_ATTEMPTS:
+                raise
+            context.log.warning("%s: a write committed during compaction (%s); compacting again", table.path,
+                                str(error).splitlines()[0])
+    raise AssertionError("unreachable")
+
+
 @op(description="Compact closed days and vacuum unreferenced files of every lakehouse Delta table.")
 def compact_and_vacuum_tables(context: OpExecutionContext, lakehouse: LakehouseResource):
     retention = vacuum_retention_hours()
@@ -55,7 +75,7 @@ def compact_and_vacuum_tables(context: OpExecutionContext, lakehouse: LakehouseR
             continue
         uri = lakehouse.table_uri(table)
         before = {"active": len(delta.file_uris()), "on_disk": _files_on_disk(uri), "version": delta.version()}
-        metrics = delta.optimize.compact(partition_filters=[("ingest_date", "<", today)])
+        delta, metrics = compact_closed_days(context, lakehouse, table, today)
         vacuumed = delta.vacuum(retention_hours=retention, dry_run=False, enforce_retention_duration=False)
         delta.update_incremental()
         after = {"active": len(delta.file_uris()), "on_disk": _files_on_disk(uri), "version": delta.version()}

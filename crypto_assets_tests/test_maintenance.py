@@ -12,7 +12,7 @@ from dagster import DagsterInstance
 
 from crypto_assets.maintenance import RETENTION_ENV, maintenance_job, maintenance_schedule, vacuum_retention_hours
 from crypto_assets.partitions import HOUR, current_hour
-from crypto_assets.resources.lakehouse import LakehouseResource
+from crypto_assets.resources.lakehouse import LakehouseResource, replanned
 from crypto_assets.tables import QUARANTINE, SILVER
 
 PAST_DAY = datetime(2026, 1, 1, tzinfo=timezone.utc)
@@ -87,6 +87,33 @@ def test_default_retention_keeps_files_an_older_snapshot_reads(lake, monkeypatch
     physical = pa.schema([f for f in QUARANTINE.arrow_schema if f.name != "ingest_date"])
     assert pads.dataset(reader_snapshot, format="parquet", schema=physical).count_rows() == 21
     assert lake.delta_table(QUARANTINE).version() == stats["delta_version"]
+
+
+def test_compaction_and_an_hourly_write_planned_at_the_same_time_both_commit(lake):
+    now = current_hour()
+    writer = lake.pin(QUARANTINE)  # the hourly run planned its write before the upkeep ran
+    run_job(lake)
+    lake.write_window(QUARANTINE, quarantine_rows(now, 5), now, now + HOUR, "hourly", base=writer)
+    compactor = lake.delta_table(QUARANTINE)  # and the other way round
+    lake.write_window(QUARANTINE, quarantine_rows(now, 6), now, now + HOUR, "hourly", base=lake.pin(QUARANTINE))
+    compactor.optimize.compact(partition_filters=[("ingest_date", "<", f"{now:%Y-%m-%d}")])
+    assert len(lake.read_window_arrow(QUARANTINE, now, now + HOUR)) == 6
+    assert len(lake.read_window_arrow(QUARANTINE, PAST_DAY, PAST_DAY + 6 * HOUR)) == 18
+
+
+def test_a_late_hour_written_into_a_day_being_compacted_is_replanned(lake):
+    late = PAST_DAY + 2 * HOUR
+    plans = []
+
+    def plan_and_commit():
+        plans.append(lake.pin(QUARANTINE))
+        if len(plans) == 1:
+            run_job(lake)  # the upkeep compacts the day between this run's read and its commit
+        return lake.write_window(QUARANTINE, quarantine_rows(late, 5), late, late + HOUR, "late", base=plans[-1])
+
+    replanned("late hour", plan_and_commit)
+    assert len(plans) == 2 and len(lake.read_window_arrow(QUARANTINE, late, late + HOUR)) == 5
+    assert len(lake.read_window_arrow(QUARANTINE, PAST_DAY, PAST_DAY + 6 * HOUR)) == 20
 
 
 @pytest.mark.parametrize("value", ["a week", "-1", "1.5"])
