@@ -6,9 +6,6 @@ the current hour (a snapshot); every table is then checked, and a rerun must cha
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
-from datetime import datetime
 
 import pyarrow.compute as pc
 import pytest
@@ -18,7 +15,7 @@ from support import dump, lake_state, materialize
 from crypto_assets.partitions import HOUR, current_hour, partition_key
 from crypto_assets.resources.lakehouse import LakehouseResource, rows_per_hour
 from crypto_assets.resources.warehouse import WarehouseResource
-from crypto_assets.tables import ALL_TABLES, BRONZE, GOLD_TABLES, QUARANTINE, SILVER
+from crypto_assets.tables import BRONZE, GOLD_TABLES, QUARANTINE, SILVER
 
 COINS_LIMIT = 40
 

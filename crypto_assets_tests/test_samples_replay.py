@@ -8,7 +8,7 @@ Each file is served byte for byte; the capture is dated at the file's own time (
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pyarrow as pa
