@@ -187,3 +187,16 @@ def test_a_refusing_webhook_is_an_error_that_does_not_show_the_url(monkeypatch):
 def test_scrub_hides_secrets(monkeypatch, text, hidden):
     monkeypatch.setenv("COINGECKO_API_KEY", API_KEY)
     assert hidden not in scrub(text)
+
+
+def test_text_from_data_cannot_mention_or_link_in_slack():
+    from crypto_assets.alerts import FailedCheck, RunAlert, slack_message
+
+    alert = RunAlert("r1", "crypto_hourly", ["2026-11-25T13:00Z"], ["raw_data/bronze_coingecko_markets"],
+                     "unknown field <!channel> & <http://evil.example|click>",
+                     [FailedCheck("raw_data/bronze_coingecko_markets", "no_schema_drift", False, '{"<!here>": 1}')],
+                     "http://dagster.example/runs/r1")
+    message = json.dumps(slack_message(alert))
+    assert "<!channel>" not in message and "<!here>" not in message and "<http://evil" not in message
+    assert "&lt;!channel&gt; &amp; &lt;http://evil.example|click&gt;" in message
+    assert "<http://dagster.example/runs/r1|r1>" in message  # our own link stays a link

@@ -214,7 +214,8 @@ def test_instance_and_workspace_files():
     }  # fmt: skip
     coordinator = instance["run_coordinator"]
     assert coordinator["class"] == "QueuedRunCoordinator"
-    limits = {limit["key"]: limit for limit in coordinator["config"]["tag_concurrency_limits"]}
+    limits = {limit["key"]: limit for limit in instance["concurrency"]["runs"]["tag_concurrency_limits"]}
+    assert instance["concurrency"]["pools"]["default_limit"] == 1  # one CoinGecko capture at a time
     assert limits["dagster/partition"] == {"key": "dagster/partition", "value": {"applyLimitPerUniqueValue": True}, "limit": 1}
     assert instance["run_retries"]["enabled"] is True
     assert instance["run_retries"]["retry_on_asset_or_op_failure"] is False
