@@ -8,10 +8,13 @@ export DAGSTER_HOME ?= $(CURDIR)/data/dagster_home
 # unixODBC plus the SQLite3, PostgreSQL and FreeTDS ODBC drivers (registered in /etc/odbcinst.ini).
 OS_PACKAGES := unixodbc libsqliteodbc odbc-postgresql tdsodbc
 SUDO        := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# Azurite (Azure Blob emulator) for the object-storage tests, from npm into a project folder.
+AZURITE     := .tools/node/node_modules/.bin/azurite-blob
+AZURITE_VERSION := 3.35.0
 
 .PHONY: setup system demo test run ui bench clean
 
-setup: system $(VENV)/.installed
+setup: system $(VENV)/.installed $(AZURITE)
 
 # OS packages: a Java 17+ runtime for Spark, unixODBC and its drivers, python3-venv (and, for
 # the tests, Chromium).
@@ -21,6 +24,7 @@ system:
 	java_major=$$(java -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -n1); \
 	if [ -z "$$java_major" ] || [ "$$java_major" -lt 17 ]; then missing="$$missing default-jre-headless"; fi; \
 	python3 -c 'import ensurepip, venv' 2>/dev/null || missing="$$missing python3-venv"; \
+	command -v npm >/dev/null 2>&1 || missing="$$missing nodejs npm"; \
 	if [ -n "$$missing" ]; then \
 		echo "Installing OS packages:$$missing"; \
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
@@ -32,6 +36,9 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@
+
+$(AZURITE):
+	npm install --silent --no-audit --no-fund --prefix .tools/node azurite@$(AZURITE_VERSION)
 
 # The offline demo: 3 past hours (history backfill) and the current hour against the simulator.
 demo: setup

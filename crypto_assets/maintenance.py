@@ -11,8 +11,9 @@ their files until vacuum removes files unreferenced for longer than the retentio
 snapshots older than that (and time travel to them) are affected.
 """
 
-import os
 from datetime import datetime, timezone
+
+import obstore
 
 from dagster import (
     AssetObservation,
@@ -28,6 +29,7 @@ from dagster import (
 from deltalake import DeltaTable
 from deltalake.exceptions import CommitFailedError
 
+from crypto_assets.resources import lake_files
 from crypto_assets.resources.lakehouse import REPLAN_ATTEMPTS, LakehouseResource
 from crypto_assets.settings import number_env
 from crypto_assets.tables import ALL_TABLES, LakeTable
@@ -45,7 +47,8 @@ def vacuum_retention_hours() -> int:
 
 
 def _files_on_disk(uri: str) -> int:
-    return sum(1 for _, _, names in os.walk(uri) for name in names if name.endswith(".parquet"))
+    """Parquet files stored under the table, referenced or not (a folder or an object store)."""
+    return sum(1 for entry in obstore.list(lake_files.store(uri)).collect() if entry["path"].endswith(".parquet"))
 
 
 def compact_closed_days(context: OpExecutionContext, lakehouse: LakehouseResource, table: LakeTable,

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import time
 import uuid
 from contextlib import contextmanager
@@ -14,6 +13,7 @@ import pytest
 
 from crypto_assets.resources.spark import SparkResource
 from crypto_assets.simulator import Simulator
+from services import AZURITE, BIN, azurite, create_bucket, create_container, s3_server
 
 REPO = Path(__file__).resolve().parents[1]
 # The recorded CoinGecko responses live beside the repository, never inside it.
@@ -76,12 +76,6 @@ def sqlite_odbc(tmp_path_factory) -> str:
     return f"DRIVER={{SQLite3}};Database={path};BigInt=1"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @contextmanager
 def postgres_database(prefix: str):
     """The name of a fresh database on the test server, dropped afterwards."""
@@ -105,3 +99,28 @@ def postgres_odbc():
     """A fresh PostgreSQL database for the module: its ODBC connection string."""
     with postgres_database("crypto_test") as name:
         yield f"{POSTGRES_SERVER};DATABASE={name}"
+
+
+@pytest.fixture(scope="session")
+def s3(tmp_path_factory):
+    """moto's S3 server with bucket ``lake``; its AWS_* settings are in this process's environment
+    for the session (delta-rs and obstore read them), and returned for subprocesses."""
+    if not (BIN / "moto_server").exists():
+        unavailable("moto_server is missing: `make setup` installs the dev dependencies")
+    with s3_server(tmp_path_factory.mktemp("moto")) as env, pytest.MonkeyPatch.context() as patch:
+        for name, value in env.items():
+            patch.setenv(name, value)
+        create_bucket(env, "lake")
+        yield env
+
+
+@pytest.fixture(scope="session")
+def azure(tmp_path_factory):
+    """Azurite with container ``lake``; its AZURE_* settings set like ``s3``'s."""
+    if not AZURITE.exists():
+        unavailable(f"{AZURITE} is missing: `make setup` installs Azurite with npm")
+    with azurite(tmp_path_factory.mktemp("azurite")) as env, pytest.MonkeyPatch.context() as patch:
+        for name, value in env.items():
+            patch.setenv(name, value)
+        create_container(env, "lake")
+        yield env

@@ -45,7 +45,7 @@ def capture(lake: LakehouseResource, base_url: str, start, end=None, *, api_key=
 
 
 def landing_folders(lake: LakehouseResource) -> list[Path]:
-    root = lake.landing_path("coingecko")
+    root = Path(lake.landing_uri("coingecko"))
     return sorted(p for p in root.glob("*/**/capture=*") if p.is_dir()) if root.exists() else []
 
 
@@ -79,7 +79,7 @@ def test_refetch_adds_a_capture_and_keeps_the_old_one_whole(lake, simulator):
     [second] = [folder for folder in folders if folder != first]
     bronze = lake.read_window_arrow(BRONZE, now, now + HOUR)
     # Bronze is the union of the hour's captures: the first one's rows are still there, as they were
-    ids = [str(folder.relative_to(lake.landing_path(""))) for folder in (first, second)]
+    ids = [str(folder.relative_to(Path(lake.landing_uri("")))) for folder in (first, second)]
     assert len(bronze) == 2 * LIMIT and set(bronze.column("capture_id").to_pylist()) == set(ids)
     kept = bronze.filter(pc.equal(bronze.column("capture_id"), ids[0])).sort_by("position")
     assert kept.equals(first_rows.sort_by("position"))
@@ -121,7 +121,7 @@ def test_a_bad_page_fails_the_run_and_leaves_no_partial_hour(lake, simulator, fa
     assert "page 2" in failure.to_string() and "CoinGeckoError" in failure.to_string()
     assert lake.delta_table(BRONZE) is None
     assert landing_folders(lake) == []
-    assert not list(lake.landing_path("").rglob("*.json"))
+    assert not list(Path(lake.landing_uri("")).rglob("*.json"))
 
 
 def test_past_hours_come_from_history_fetched_once_per_coin(lake, simulator):

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
+import obstore
 import pyarrow as pa
 import pytest
 from deltalake import DeltaTable
 
+from crypto_assets.resources import lake_files
 from crypto_assets.resources.lakehouse import LakehouseError, LakehouseResource, WindowConflict, replanned
 from crypto_assets.tables import BRONZE, GOLD_OVERVIEW
 
@@ -33,9 +35,16 @@ def coins_by_hour(lake: LakehouseResource) -> dict[datetime, int]:
     return {row["ingest_hour"]: row["coins_tracked"] for row in table.to_pylist()}
 
 
-@pytest.fixture
-def lake(tmp_path) -> LakehouseResource:
+@pytest.fixture(params=["folder", "s3"])
+def lake(request, tmp_path) -> LakehouseResource:
+    """Every guarantee of the lake, on a local folder and on S3 (moto's server)."""
+    if request.param == "s3":
+        request.getfixturevalue("s3")
+        return LakehouseResource(root=f"s3://lake/{tmp_path.name}")
     return LakehouseResource(root=str(tmp_path / "lake"))
+
+
+
 
 
 def test_writing_a_window_replaces_exactly_its_hours(lake):
@@ -86,33 +95,38 @@ def test_reading_a_table_that_does_not_exist_gives_an_empty_frame_with_the_schem
     assert frame.count() == 0 and frame.columns == GOLD_OVERVIEW.arrow_schema.names
 
 
+def landed_objects(lake: LakehouseResource) -> dict[str, bytes]:
+    store = lake_files.store(lake.landing_uri())
+    return {o["path"]: bytes(obstore.get(store, o["path"]).bytes()) for o in obstore.list(store).collect()}
+
+
 def test_a_capture_is_its_files_plus_a_manifest_written_last_and_never_rewritten(lake):
-    path = lake.write_capture("coingecko/markets/x", {"page-0001.json": b"[1]", "page-0002.json": b"[]"},
-                              {"files": [{"name": "page-0001.json"}, {"name": "page-0002.json"}]})
-    assert sorted(p.name for p in path.iterdir()) == ["manifest.json", "page-0001.json", "page-0002.json"]
-    assert (path / "page-0001.json").read_bytes() == b"[1]"
+    lake.write_capture("coingecko/markets/x", {"page-0001.json": b"[1]", "page-0002.json": b"[]"},
+                       {"files": [{"name": "page-0001.json"}, {"name": "page-0002.json"}]})
+    assert sorted(landed_objects(lake)) == [f"coingecko/markets/x/{name}" for name in
+                                            ("manifest.json", "page-0001.json", "page-0002.json")]
     with pytest.raises(LakehouseError, match="never rewritten"):
         lake.write_capture("coingecko/markets/x", {"page-0001.json": b"[2]"}, {"files": []})
-    assert (path / "page-0001.json").read_bytes() == b"[1]"
+    assert landed_objects(lake)["coingecko/markets/x/page-0001.json"] == b"[1]"
     assert lake.landed_captures("coingecko") == ["coingecko/markets/x"]
+    assert lake.landing_children("coingecko") == ["markets"]
     manifest, bodies = lake.read_capture("coingecko/markets/x")
     assert bodies == {"page-0001.json": b"[1]", "page-0002.json": b"[]"}
 
 
 def test_a_folder_without_its_manifest_is_no_capture(lake):
-    folder = lake.landing_path("coingecko/markets/crashed")
-    folder.mkdir(parents=True)
-    (folder / "page-0001.json").write_bytes(b"[1]")  # a run died before writing the manifest
+    # a run died after landing a page, before writing the manifest
+    obstore.put(lake_files.store(lake.landing_uri()), "coingecko/markets/crashed/page-0001.json", b"[1]")
     assert lake.landed_captures("coingecko") == []
     with pytest.raises(LakehouseError, match="exists already"):  # and its files are never overwritten
         lake.write_capture("coingecko/markets/crashed", {"page-0001.json": b"[2]"}, {"files": []})
-    assert (folder / "page-0001.json").read_bytes() == b"[1]"
+    assert landed_objects(lake) == {"coingecko/markets/crashed/page-0001.json": b"[1]"}
 
 
-def test_a_file_name_that_leaves_its_capture_folder_is_refused(lake):
+def test_a_file_name_that_leaves_its_capture_folder_is_refused(lake, tmp_path):
     with pytest.raises(LakehouseError, match="leaves its folder"):
         lake.write_capture("coingecko/markets/y", {"../../escape.json": b"[]"}, {"files": []})
-    assert not (lake.landing_path("coingecko") / "escape.json").exists()
+    assert landed_objects(lake) == {} and not list(tmp_path.rglob("escape.json"))
 
 
 def test_every_table_keeps_file_statistics_on_its_window_and_key(lake):

@@ -17,7 +17,8 @@ import pytest
 import requests
 from dagster import DagsterInstance
 
-from conftest import free_port, settle_hour
+from conftest import settle_hour
+from services import free_port
 from crypto_assets.partitions import current_hour, partition_key
 from crypto_assets.simulator import Simulator
 

@@ -204,6 +204,7 @@ def bronze_coingecko_markets(
     if future:
         raise ValueError(f"hour {hour_label(future[0])} has not started yet: nothing can be captured for it")
     run_id = context.run.run_id
+    lakehouse.check_reachable()  # a lake that cannot be written must not cost API calls
 
     recovered = recover_landed_captures(context, lakehouse, start, end, run_id)
     captured_hours = set(lakehouse.read_window_arrow(BRONZE, start, end, columns=["ingest_hour"]).column("ingest_hour").to_pylist())

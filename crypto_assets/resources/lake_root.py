@@ -33,6 +33,7 @@ HINTS = {
     "gs": "check GOOGLE_APPLICATION_CREDENTIALS (or GOOGLE_SERVICE_ACCOUNT) and that the bucket exists",
 }
 HINTS["abfs"] = HINTS["abfss"] = HINTS["az"]
+_USERINFO = re.compile(r"^([a-zA-Z][\w+.-]*://)[^/@]*:[^/@]*@")
 _SECRET_NAME = re.compile(r"SECRET|KEY|TOKEN|PASSWORD|CREDENTIAL|SAS", re.IGNORECASE)
 
 
@@ -43,8 +44,12 @@ class LakeRoot:
     bucket: str | None  # bucket or container; None for a folder
 
     @classmethod
-    def parse(cls, text: str) -> "LakeRoot":
-        text = (text or "").strip()
+    def parse(cls, value: str) -> "LakeRoot":
+        text = (value or "").strip()
+        if _USERINFO.match(text):
+            shown = _USERINFO.sub(r"\1***@", text)
+            raise ValueError(f"{VARIABLE}={shown!r}: no credentials in the URI; they come from the store's "
+                             "environment variables")
         if not text:
             raise ValueError(f"{VARIABLE} is empty: set it to a folder or an object-store URI (s3://bucket/prefix)")
         parts = urlsplit(text)

@@ -17,21 +17,23 @@ write reads only the files of its hours and writers of different hours never con
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, TypeVar
 
+import obstore
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as pads
 from dagster import ConfigurableResource, get_dagster_logger
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
+from obstore.exceptions import AlreadyExistsError
 from pydantic import Field
 
 from crypto_assets.partitions import hour_label, hours_in, window_label
+from crypto_assets.resources import lake_files
+from crypto_assets.resources.lake_root import LakeRoot
 from crypto_assets.tables import LakeTable
 
 if TYPE_CHECKING:
@@ -119,12 +121,31 @@ def rows_per_hour(data: pa.Table, start: datetime, end: datetime) -> dict[str, i
 class LakehouseResource(ConfigurableResource):
     """Delta tables and landing files under one root (``CRYPTO_LAKE_ROOT``)."""
 
-    root: str = Field(default="./data/lake", description="CRYPTO_LAKE_ROOT: a folder (object storage later).")
+    root: str = Field(
+        default="./data/lake",
+        description="CRYPTO_LAKE_ROOT: a folder, file://, s3://bucket/prefix, az://container/prefix, abfss://… or "
+        "gs://bucket/prefix; endpoints and credentials from the store's standard environment variables.",
+    )
+
+    @property
+    def lake_root(self) -> LakeRoot:
+        return LakeRoot.parse(self.root)
+
+    def check_reachable(self) -> None:
+        """Fail fast, naming the store, the bucket and what to check (never a secret), when the
+        lake cannot be listed: before a run spends API calls it could not land."""
+        lake = self.lake_root
+        try:
+            obstore.list_with_delimiter(lake_files.store(lake.uri, probe=True), None)
+        except Exception as error:  # obstore's errors, OSError, PermissionError…
+            detail = lake.mask(str(error).split("\n")[0])[:300]
+            raise LakehouseError(f"{lake.describe()} is not reachable: {type(error).__name__}: {detail} — "
+                                 f"{lake.hint}") from None
 
     # ---- Delta tables -------------------------------------------------------------------
 
     def table_uri(self, table: LakeTable) -> str:
-        return os.path.abspath(os.path.join(self.root, table.schema_name, table.name))
+        return self.lake_root.join(table.schema_name, table.name)
 
     def delta_table(self, table: LakeTable) -> DeltaTable | None:
         try:
@@ -162,7 +183,8 @@ class LakehouseResource(ConfigurableResource):
         if pin.delta is None:
             if self.delta_table(table) is not None:
                 raise WindowConflict(f"{table.path} was created by another run while this one planned {what}")
-            Path(uri).parent.mkdir(parents=True, exist_ok=True)
+            if self.lake_root.is_local:
+                Path(uri).parent.mkdir(parents=True, exist_ok=True)
             write["configuration"] = {STATS_PROPERTY: table.stats_columns}
         try:
             write_deltalake(pin.delta if pin.delta is not None else uri, data, partition_by=["ingest_date"],
@@ -228,20 +250,16 @@ class LakehouseResource(ConfigurableResource):
         """Rows of hours [start, end) as Arrow (empty, with the table's schema, if none).
 
         ``columns`` reads only those (the window columns excluded). Reads the snapshot's Parquet
-        files with pyarrow.dataset: DeltaTable.to_pyarrow_* makes the process abort at exit now
-        and then (a delta-rs background thread torn down late).
+        files one by one (``lake_files``): DeltaTable.to_pyarrow_* makes the process abort at exit
+        now and then (a delta-rs background thread torn down late).
         """
         files = self._window_files(table, start, end)
         physical = pa.schema([f for f in table.arrow_schema if f.name != "ingest_date"])
-        if files:
-            hour_type = physical.field("ingest_hour").type
-            rows = pads.dataset(files, format="parquet", schema=physical).to_table(
-                columns=columns,
-                filter=(pc.field("ingest_hour") >= pa.scalar(start, hour_type))
-                & (pc.field("ingest_hour") < pa.scalar(end, hour_type)),
-            )
-        else:
-            rows = physical.empty_table().select(columns) if columns else physical.empty_table()
+        hour_type = physical.field("ingest_hour").type
+        window = (pc.field("ingest_hour") >= pa.scalar(start, hour_type)) & (pc.field("ingest_hour") < pa.scalar(end, hour_type))
+        parts = [lake_files.read_parquet(uri, physical, columns, window) for uri in files]
+        empty = physical.empty_table().select(columns) if columns else physical.empty_table()
+        rows = pa.concat_tables(parts) if parts else empty
         return rows if columns else self.conform(table, rows)
 
     def last_hour(self, table: LakeTable, start: datetime, end: datetime) -> datetime | None:
@@ -252,12 +270,20 @@ class LakehouseResource(ConfigurableResource):
     def read_window(
         self, spark: SparkSession, table: LakeTable, start: datetime, end: datetime
     ) -> DataFrame:
-        """Rows of hours [start, end) as a Spark DataFrame, read from the Delta snapshot's files."""
+        """Rows of hours [start, end) as a Spark DataFrame: the executors read the Delta snapshot's
+        files themselves (Spark's Parquet reader on a folder, our data source on object stores)."""
         files = self._window_files(table, start, end)
         if not files:
             return spark.createDataFrame(table.arrow_schema.empty_table())
         from pyspark.sql import functions as F
+        from pyspark.sql.pandas.types import from_arrow_schema
 
+        from crypto_assets.resources.delta_source import NAME
+
+        if not self.lake_root.is_local:
+            window = {"files": json.dumps(files), "start": start.isoformat(), "end": end.isoformat()}
+            frame = spark.read.format(NAME).schema(from_arrow_schema(table.arrow_schema)).options(**window).load()
+            return frame.select(*table.arrow_schema.names)
         frame = spark.read.parquet(*files)
         frame = frame.where((F.col("ingest_hour") >= F.lit(start)) & (F.col("ingest_hour") < F.lit(end)))
         frame = frame.withColumn("ingest_date", F.date_format("ingest_hour", "yyyy-MM-dd"))
@@ -269,49 +295,44 @@ class LakehouseResource(ConfigurableResource):
 
     # ---- landing files ------------------------------------------------------------------
 
-    def landing_path(self, relative: str) -> Path:
-        return Path(self.root).absolute() / "raw_data" / "landing" / relative
+    def landing_uri(self, relative: str = "") -> str:
+        return self.lake_root.join("raw_data", "landing", relative)
 
-    def write_capture(self, capture_id: str, files: dict[str, bytes], manifest: dict) -> Path:
+    def _landing(self):
+        return lake_files.store(self.landing_uri())
+
+    def write_capture(self, capture_id: str, files: dict[str, bytes], manifest: dict) -> str:
         """Land a capture's response bodies byte for byte, then its manifest, last.
 
         A folder without its manifest (a crash while writing) is no capture: readers ignore it.
-        No file is ever overwritten: each is created exclusively, and the manifest is published
-        with a hard link, which fails if one exists.
+        Every object is created with a conditional put that fails if it exists, so nothing is
+        ever overwritten, on a folder or an object store alike (they have no rename).
         """
-        folder = self.landing_path(capture_id)
-        if (folder / MANIFEST).exists():
-            raise LakehouseError(f"capture {capture_id} exists already: captures are never rewritten")
+        store = self._landing()
+        for name in (*files, MANIFEST):
+            if name.startswith("/") or any(part in ("", ".", "..") for part in name.split("/")):
+                raise LakehouseError(f"capture {capture_id}: file name {name!r} leaves its folder")
         try:
             for name, body in files.items():
-                path = folder / name
-                if folder.resolve() not in path.resolve().parents:
-                    raise LakehouseError(f"capture {capture_id}: file name {name!r} leaves its folder")
-                path.parent.mkdir(parents=True, exist_ok=True)
-                with open(path, "xb") as handle:
-                    handle.write(body)
-            staged = folder / f".{MANIFEST}.{os.getpid()}"
-            staged.write_text(json.dumps(manifest, indent=1, sort_keys=True))
-            os.link(staged, folder / MANIFEST)
-            staged.unlink()
-        except FileExistsError as error:
-            raise LakehouseError(f"capture {capture_id}: {Path(error.filename).name} exists already: "
-                                 "captures are never rewritten") from None
-        return folder
+                obstore.put(store, f"{capture_id}/{name}", body, mode="create")
+            obstore.put(store, f"{capture_id}/{MANIFEST}", json.dumps(manifest, indent=1, sort_keys=True).encode(),
+                        mode="create")
+        except AlreadyExistsError:
+            raise LakehouseError(f"capture {capture_id} exists already: captures are never rewritten") from None
+        return self.landing_uri(capture_id)
 
     def landing_children(self, prefix: str) -> list[str]:
         """Names of the folders directly under landing folder ``prefix``."""
-        root = self.landing_path(prefix)
-        return sorted(path.name for path in root.iterdir() if path.is_dir()) if root.is_dir() else []
+        listing = obstore.list_with_delimiter(self._landing(), prefix.rstrip("/") + "/")
+        return sorted(path.rstrip("/").rsplit("/", 1)[-1] for path in listing["common_prefixes"])
 
     def landed_captures(self, prefix: str) -> list[str]:
         """Ids of the complete captures (manifest present) under landing folder ``prefix``."""
-        base = self.landing_path("")
-        root = self.landing_path(prefix)
-        return sorted(str(path.parent.relative_to(base)) for path in root.rglob(MANIFEST)) if root.is_dir() else []
+        objects = obstore.list(self._landing(), prefix=prefix.rstrip("/") + "/").collect()
+        return sorted(o["path"].removesuffix("/" + MANIFEST) for o in objects if o["path"].endswith("/" + MANIFEST))
 
     def read_capture(self, capture_id: str) -> tuple[dict, dict[str, bytes]]:
         """A landed capture's manifest and the bodies of the files it lists."""
-        folder = self.landing_path(capture_id)
-        manifest = json.loads((folder / MANIFEST).read_text())
-        return manifest, {entry["name"]: (folder / entry["name"]).read_bytes() for entry in manifest["files"]}
+        store = self._landing()
+        manifest = json.loads(bytes(obstore.get(store, f"{capture_id}/{MANIFEST}").bytes()))
+        return manifest, {e["name"]: bytes(obstore.get(store, f"{capture_id}/{e['name']}").bytes()) for e in manifest["files"]}

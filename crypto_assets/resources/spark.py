@@ -2,10 +2,15 @@
 
 Local mode by default, sized for the machine; ``SPARK_MASTER`` points it at a cluster
 (``spark://``, ``k8s://``, ``yarn``) and ``SPARK_REMOTE`` at a Spark Connect server (``sc://``).
+Nothing here or in the transforms uses ``sparkContext`` or RDDs, which Spark Connect does not
+have. Every session registers the data source that reads Delta snapshots on the executors
+(``delta_source.py``); executors run ``PYSPARK_PYTHON``, by default this Python (the project's).
 """
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 from pathlib import Path
 from typing import Any, Optional
@@ -32,7 +37,13 @@ class SparkResource(LazyPySparkResource):
     ui_enabled: bool = Field(default=False, description="Start Spark's web UI (port 4040+).")
 
     def _builder_config(self) -> dict[str, str]:
-        config = {
+        config = self._session_config()
+        if self.remote:  # a Connect client may set only the session's runtime (spark.sql.*) settings
+            config = {key: value for key, value in config.items() if key.startswith("spark.sql.")}
+        return {**config, **{key: str(value) for key, value in self.spark_config.items()}}
+
+    def _session_config(self) -> dict[str, str]:
+        return {
             "spark.app.name": "crypto_assets",
             "spark.sql.session.timeZone": "UTC",
             "spark.sql.shuffle.partitions": str(self.shuffle_partitions),
@@ -42,22 +53,24 @@ class SparkResource(LazyPySparkResource):
             "spark.ui.showConsoleProgress": "false",
             "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile=file:{LOG4J_CONFIG}",
         }
-        config.update({key: str(value) for key, value in self.spark_config.items()})
-        return config
 
     def _init_session(self) -> None:
         if self._spark_session is not None:
             return
         from pyspark.sql import SparkSession
 
+        from crypto_assets.resources.delta_source import DeltaFilesSource
+
         started = time.monotonic()
         if self.remote:
             builder = SparkSession.builder.remote(self.remote)
         else:
+            os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # the executors' Python: ours
             builder = SparkSession.builder.master(self.master)
         for key, value in self._builder_config().items():
             builder = builder.config(key, value)
         self._spark_session = builder.getOrCreate()
+        self._spark_session.dataSource.register(DeltaFilesSource)
         log.info(
             "Spark session started (%s) in %.1f s",
             self.remote or self.master,
