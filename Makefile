@@ -65,6 +65,7 @@ bench: setup
 	$(PY) -m benchmarks.pipeline
 	$(PY) -m benchmarks.warehouse_load
 	$(PY) -m benchmarks.pruning
+	$(PY) -m benchmarks.scaleout
 
 clean:
 	rm -rf data

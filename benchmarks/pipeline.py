@@ -40,8 +40,10 @@ STAGES = {
 }
 
 
-def run_once(base_url: str, coins: int, partition_args: list[str]) -> dict[str, float]:
-    """One CLI run in a fresh lakehouse, warehouse and Dagster home; its figures."""
+def run_once(base_url: str, coins: int, partition_args: list[str], lake: str | None = None,
+             extra_env: dict[str, str] | None = None) -> dict[str, float]:
+    """One CLI run in a fresh lakehouse (a temporary folder unless ``lake`` is given), warehouse
+    and Dagster home; its figures."""
     with tempfile.TemporaryDirectory(prefix="crypto_bench_") as tmp:
         home = Path(tmp, "home")
         home.mkdir()
@@ -51,8 +53,9 @@ def run_once(base_url: str, coins: int, partition_args: list[str]) -> dict[str, 
             "COINGECKO_BASE_URL": base_url,
             "COINGECKO_CALLS_PER_MINUTE": "1000000",
             "CRYPTO_COINS_LIMIT": str(coins),
-            "CRYPTO_LAKE_ROOT": str(Path(tmp, "lake")),
+            "CRYPTO_LAKE_ROOT": lake or str(Path(tmp, "lake")),
             "CRYPTO_WAREHOUSE_ODBC": f"DRIVER={{SQLite3}};Database={tmp}/warehouse.sqlite;BigInt=1",
+            **(extra_env or {}),
         }
         command = [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "crypto_assets.definitions",
                    "--select", "*", *partition_args]

@@ -28,8 +28,11 @@ from crypto_assets.resources.warehouse import mask_password
 from crypto_assets.settings import env
 
 WEBHOOK_ENV = "CRYPTO_ALERT_WEBHOOK_URL"
-# Environment variables whose values are secrets wherever they appear.
-SECRET_ENVS = ("COINGECKO_API_KEY", WEBHOOK_ENV)
+# Environment variables whose values are secrets wherever they appear (the object stores' too).
+SECRET_ENVS = (
+    "COINGECKO_API_KEY", WEBHOOK_ENV, "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AZURE_STORAGE_ACCOUNT_KEY",
+    "AZURE_STORAGE_SAS_TOKEN", "AZURE_CLIENT_SECRET",
+)
 MAX_ERROR_CHARS = 1500
 MAX_METADATA_CHARS = 400
 

@@ -53,7 +53,10 @@ resources = {
         calls_per_minute=number_env("COINGECKO_CALLS_PER_MINUTE", None, float),
     ),
     "spark": SparkResource(master=env("SPARK_MASTER", "local[*]"), remote=env("SPARK_REMOTE")),
-    "lakehouse": LakehouseResource(root=env("CRYPTO_LAKE_ROOT", "./data/lake")),
+    "lakehouse": LakehouseResource(
+        root=env("CRYPTO_LAKE_ROOT", "./data/lake"),
+        slice_hours=number_env("CRYPTO_SLICE_HOURS", 168, what="number of hours"),
+    ),
     "warehouse": WarehouseResource(odbc_connection_string=_secret("CRYPTO_WAREHOUSE_ODBC", DEFAULT_ODBC)),
 }
 

@@ -40,6 +40,14 @@ def hours_in(start: datetime, end: datetime) -> list[datetime]:
     return hours
 
 
+def window_slices(start: datetime, end: datetime, hours: int) -> list[tuple[datetime, datetime]]:
+    """[start, end) cut into consecutive windows of at most ``hours`` hours, in order."""
+    if hours < 1:
+        raise ValueError(f"a window slice is at least 1 hour, not {hours} (CRYPTO_SLICE_HOURS)")
+    cuts = hours_in(start, end)[::hours]
+    return [(cut, min(cut + hours * HOUR, end)) for cut in cuts]
+
+
 def partition_key(hour: datetime) -> str:
     return floor_hour(hour).strftime(PARTITION_KEY_FORMAT)
 

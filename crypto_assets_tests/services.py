@@ -137,13 +137,13 @@ def spark_home() -> Path:
 
 def spark_env(extra: dict | None = None) -> dict:
     return {**os.environ, "SPARK_HOME": str(spark_home()), "SPARK_LOCAL_IP": "127.0.0.1",
-            "PYSPARK_PYTHON": sys.executable, "SPARK_DAEMON_MEMORY": "256m", **(extra or {})}
+            "PYSPARK_PYTHON": sys.executable, **(extra or {})}
 
 
 @contextmanager
 def spark_cluster(log_dir: Path, env: dict | None = None):
     """A standalone master and one worker from the pyspark wheel: yields the master URL."""
-    home, env = spark_home(), spark_env(env)
+    home, env = spark_home(), spark_env({**(env or {}), "SPARK_DAEMON_MEMORY": "256m"})  # the daemons, not the executors
     port, master_ui, worker_ui = free_port(), free_port(), free_port()
     master = [str(home / "bin" / "spark-class"), "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1",
               "--port", str(port), "--webui-port", str(master_ui)]

@@ -183,9 +183,13 @@ def test_a_refusing_webhook_is_an_error_that_does_not_show_the_url(monkeypatch):
     ("GET /coins/markets?x_cg_pro_api_key=abc123&page=2", "abc123"),
     ('headers {"x-cg-demo-api-key": "abc123"}', "abc123"),
     (f"HTTP 401 with key {API_KEY}", API_KEY),
+    ("s3 said: SignatureDoesNotMatch for s3cr3t-aws-key-77", "s3cr3t-aws-key-77"),
+    ("blob error, key Zm9vYmFyYmF6cXV4", "Zm9vYmFyYmF6cXV4"),
 ])
 def test_scrub_hides_secrets(monkeypatch, text, hidden):
     monkeypatch.setenv("COINGECKO_API_KEY", API_KEY)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s3cr3t-aws-key-77")
+    monkeypatch.setenv("AZURE_STORAGE_ACCOUNT_KEY", "Zm9vYmFyYmF6cXV4")
     assert hidden not in scrub(text)
 
 

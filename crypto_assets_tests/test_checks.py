@@ -185,3 +185,26 @@ def test_warehouse_no_orphan_keys_fails_on_a_fact_without_its_dimension():
     assert evaluate(warehouse.CHECKS, "no_orphan_keys", loaded({}, {"fact_market_snapshot": 0}))[0]
     passed, metadata = evaluate(warehouse.CHECKS, "no_orphan_keys", loaded({}, {"fact_market_trends": 2}))
     assert not passed and metadata["orphans"] == {"fact_market_trends": 2}
+
+
+def test_a_window_checked_slice_by_slice_reports_one_result_per_check():
+    from crypto_assets.assets.checks import merge_slices
+    from crypto_assets.partitions import window_slices
+
+    assert window_slices(H0, H0 + timedelta(hours=5), 2) == [
+        (H0, H0 + timedelta(hours=2)), (H0 + timedelta(hours=2), H0 + timedelta(hours=4)),
+        (H0 + timedelta(hours=4), H0 + timedelta(hours=5))]
+    first = silver_window(bronze_counts={L0: 2})
+    second = silver_window(rows=silver_rows(["bitcoin", "bitcoin"], hour=H1), bronze_counts={L1: 2})
+    merged = merge_slices([check_results(first), check_results(second)])
+    by_name = {result.check_name: result for result in merged}
+    assert len(merged) == len(silver.CHECKS)
+    assert not by_name["unique_coin_hour"].passed and by_name["unique_coin_hour"].metadata["count"].value == 1
+    assert by_name["accounts_for_bronze"].passed
+    assert set(by_name["quarantine_ratio"].metadata["ratio_per_hour"].value) == {L0, L1}
+
+
+def check_results(window):
+    from crypto_assets.assets.checks import audit
+
+    return audit(SILVER.asset_key, silver.CHECKS, window)

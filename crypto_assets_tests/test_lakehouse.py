@@ -1,7 +1,8 @@
-"""The lakehouse resource on real Delta tables in a temp folder."""
+"""The lakehouse resource on real Delta tables, in a temp folder and on S3 (moto's server)."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 
 import obstore
@@ -192,3 +193,13 @@ def quarantine_like_bronze_rows() -> pa.Table:
            "page": 1, "position": 0, "request": "/coins/markets", "http_status": 200, "payload_sha256": "0",
            "ingested_at": hour(0), "run_id": "r", "ingest_hour": hour(0)}
     return pa.Table.from_pylist([row, {**row, "position": 1}], schema=physical)
+
+
+def test_two_captures_of_one_hour_appended_at_once_are_both_kept(lake):
+    rows = quarantine_like_bronze_rows()
+    lake.append_capture(BRONZE, rows, "cap-0", "run-0")  # the table exists: both writers see version 0
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        versions = list(pool.map(lambda n: lake.append_capture(BRONZE, rows, f"cap-{n}", f"run-{n}"), range(1, 5)))
+    assert sorted(versions) == [1, 2, 3, 4]
+    bronze = lake.read_window_arrow(BRONZE, hour(0), hour(1))
+    assert len(bronze) == 5 * len(rows)

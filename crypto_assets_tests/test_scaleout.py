@@ -27,12 +27,13 @@ def window():
     return now - 3 * HOUR, now
 
 
-def build(simulator, window, folder, lake_root: str, **env) -> tuple[dict, dict]:
-    """Run the window in one run; return every table's content."""
+def build(simulator, window, folder, lake_root: str, spark: str = "local[", **env) -> tuple[dict, dict]:
+    """Run the window in one run (whose Spark session must be ``spark``); every table's content."""
     start, end = window
     odbc = f"DRIVER={{SQLite3}};Database={folder / 'wh.sqlite'};BigInt=1"
     run_env = pipeline_env(simulator.base_url, folder / "home", lake_root, odbc, COINS, **env)
-    materialize(run_env, "--partition-range", f"{partition_key(start)}...{partition_key(end - HOUR)}")
+    run = materialize(run_env, "--partition-range", f"{partition_key(start)}...{partition_key(end - HOUR)}")
+    assert f"Spark session started ({spark}" in run.stdout + run.stderr
     return lake_content(LakehouseResource(root=str(lake_root)), start, end), star_content(odbc)
 
 
@@ -71,13 +72,13 @@ def test_the_lake_on_azure_blob_with_local_spark(simulator, window, reference, a
 
 
 def test_the_lake_on_s3_with_a_standalone_cluster(simulator, window, reference, s3, cluster, tmp_path):
-    got = build(simulator, window, tmp_path, f"s3://lake/{uuid.uuid4().hex}", **s3,
+    got = build(simulator, window, tmp_path, f"s3://lake/{uuid.uuid4().hex}", spark=cluster, **s3,
                 SPARK_MASTER=cluster, SPARK_LOCAL_IP="127.0.0.1")
     assert_identical(got, reference)
 
 
 def test_a_local_lake_through_spark_connect(simulator, window, reference, connect, tmp_path):
-    assert_identical(build(simulator, window, tmp_path, tmp_path / "lake", SPARK_REMOTE=connect), reference)
+    assert_identical(build(simulator, window, tmp_path, tmp_path / "lake", spark=connect, SPARK_REMOTE=connect), reference)
 
 
 def test_an_unreachable_object_store_fails_before_any_api_call_without_secrets(simulator, s3, tmp_path):

@@ -49,11 +49,38 @@ def failed_blocking(results: Iterable[AssetCheckResult]) -> list[str]:
     return [r.check_name for r in results if r.severity == AssetCheckSeverity.ERROR and not r.passed]
 
 
+def _merge(values: list):
+    """One metadata value from the same entry of every slice: dicts and lists joined, counts
+    summed, anything else (thresholds, tolerances) as the first slice had it."""
+    values = [getattr(v, "value", v) for v in values]
+    if all(isinstance(v, dict) for v in values):
+        return MetadataValue.json({k: v for value in values for k, v in value.items()})
+    if all(isinstance(v, list) for v in values):
+        return MetadataValue.json([item for value in values for item in value])
+    if all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        return sum(values)
+    return values[0]
+
+
+def merge_slices(per_slice: list[list[AssetCheckResult]]) -> list[AssetCheckResult]:
+    """One result per check for a window evaluated slice by slice: failed if any slice failed."""
+    if len(per_slice) == 1:
+        return per_slice[0]
+    merged = []
+    for results in zip(*per_slice):
+        first = results[0]
+        keys = list(dict.fromkeys(key for result in results for key in result.metadata))
+        metadata = {key: _merge([r.metadata[key] for r in results if key in r.metadata]) for key in keys}
+        merged.append(AssetCheckResult(asset_key=first.asset_key, check_name=first.check_name, severity=first.severity,
+                                       passed=all(r.passed for r in results), metadata=metadata))
+    return merged
+
+
 def refuse_publication(results: list[AssetCheckResult], failed: list[str], what: str) -> Iterator[AssetCheckResult]:
-    """Report every check, then fail the step: the staged window was not committed."""
+    """Report every check, then fail the step: the staged window (slice) was not committed."""
     yield from results
     raise Failure(
         description=f"{what}: blocking check(s) {', '.join(failed)} failed on the staged window; "
-        "nothing was committed, every table keeps its previous version of these hours",
+        "nothing was committed for these hours, every table keeps its previous version of them",
         metadata={"failed_checks": MetadataValue.json(failed)},
     )

@@ -54,6 +54,11 @@ def preview_markdown(rows: pa.Table, limit: int = 5) -> str:
     return "\n".join(lines)
 
 
+def merged_rows_per_hour(written) -> dict[str, int]:
+    """The rows per hour of a window written slice by slice (``WriteResult``s in order)."""
+    return {hour: n for result in written for hour, n in result.rows_per_hour.items()}
+
+
 def table_metadata(table: LakeTable, lakehouse: LakehouseResource, version, rows_per_hour: dict[str, int],
                    preview: pa.Table) -> dict:
     """The metadata every table asset reports: where, which version, how many rows, a preview."""

@@ -19,9 +19,15 @@ from dagster import AssetDep, AssetExecutionContext, MaterializeResult, TimeWind
 from pyspark.sql import DataFrame
 
 from crypto_assets import charts, crashpoints
-from crypto_assets.assets.checks import Check, audit, failed_blocking, refuse_publication, specs
-from crypto_assets.assets.common import BACKFILL_POLICY, FRESHNESS_POLICY, run_window, table_metadata
-from crypto_assets.partitions import HOUR, hour_label, hourly_partitions, window_label
+from crypto_assets.assets.checks import Check, audit, failed_blocking, merge_slices, refuse_publication, specs
+from crypto_assets.assets.common import (
+    BACKFILL_POLICY,
+    FRESHNESS_POLICY,
+    merged_rows_per_hour,
+    run_window,
+    table_metadata,
+)
+from crypto_assets.partitions import HOUR, hour_label, hourly_partitions, window_label, window_slices
 from crypto_assets.resources.lakehouse import LakehouseResource, replanned
 from crypto_assets.resources.spark import SparkResource
 from crypto_assets.tables import GOLD_DISTRIBUTION, GOLD_OVERVIEW, GOLD_TRENDS, GOLD_VOLATILITY, SILVER, LakeTable
@@ -120,31 +126,37 @@ def affected_window(lakehouse: LakehouseResource, start: datetime, end: datetime
 def _materialize(context: AssetExecutionContext, spark: SparkResource, lakehouse: LakehouseResource, gold: GoldTable):
     start, end = run_window(context)
     write_start, write_end = affected_window(lakehouse, start, end, gold.lookback_hours)
-    what = f"{gold.table.path} {window_label(write_start, write_end)}"
 
-    def plan_and_commit():
+    def plan_and_commit(slice_start, slice_end):
         pin = lakehouse.pin(gold.table)
-        silver = lakehouse.read_window(spark.spark_session, SILVER, write_start - gold.lookback_hours * HOUR, write_end)
-        window = GoldWindow(gold.transform(silver, write_start, write_end).toArrow(), silver)
+        silver = lakehouse.read_window(spark.spark_session, SILVER, slice_start - gold.lookback_hours * HOUR, slice_end)
+        window = GoldWindow(gold.transform(silver, slice_start, slice_end).toArrow(), silver)
         results = audit(gold.table.asset_key, gold.checks, window)
         if failed_blocking(results):
             return window, results, None
-        written = lakehouse.write_window(gold.table, window.rows, write_start, write_end, context.run.run_id, base=pin)
+        written = lakehouse.write_window(gold.table, window.rows, slice_start, slice_end, context.run.run_id, base=pin)
         crashpoints.reached("gold.committed")
         return window, results, written
 
-    window, results, written = replanned(what, plan_and_commit)
-    if written is None:
-        yield from refuse_publication(results, failed_blocking(results), what)
+    per_slice, writes, chart_rows = [], [], []
+    for slice_start, slice_end in window_slices(write_start, write_end, lakehouse.slice_hours):
+        what = f"{gold.table.path} {window_label(slice_start, slice_end)}"
+        window, results, written = replanned(what, lambda: plan_and_commit(slice_start, slice_end))
+        per_slice.append(results)
+        if written is None:  # earlier slices stay committed: they passed their checks
+            yield from refuse_publication(merge_slices(per_slice), failed_blocking(results), what)
+        writes.append(written)
+        chart_rows = window.rows  # the charts show the newest slice
+        context.log.info("%s: %d rows", what, written.rows)
     later = int((write_end - end) / HOUR)
-    context.log.info("%s: %d rows for %d hours (%d later hours recomputed: they read these)",
-                     gold.table.path, written.rows, len(written.rows_per_hour), later)
-    metadata = table_metadata(gold.table, lakehouse, written.version, written.rows_per_hour, window.rows)
-    metadata["later_hours_recomputed"] = later
+    if later:
+        context.log.info("%s: %d later hours recomputed (they read the hours of this run)", gold.table.path, later)
+    metadata = table_metadata(gold.table, lakehouse, writes[-1].version, merged_rows_per_hour(writes), chart_rows)
+    metadata.update(later_hours_recomputed=later, slices=len(writes))
     if gold.chart:
-        metadata.update(gold.chart(window.rows))
+        metadata.update(gold.chart(chart_rows))
     yield MaterializeResult(asset_key=gold.table.asset_key, metadata=metadata)
-    yield from results
+    yield from merge_slices(per_slice)
 
 
 def _gold_asset(gold: GoldTable):

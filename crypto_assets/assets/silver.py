@@ -25,9 +25,9 @@ from dagster import (
 from pydantic import Field
 
 from crypto_assets import crashpoints
-from crypto_assets.assets.checks import Check, audit, failed_blocking, refuse_publication, specs
-from crypto_assets.assets.common import BACKFILL_POLICY, run_window, table_metadata
-from crypto_assets.partitions import hour_label, hourly_partitions, window_label
+from crypto_assets.assets.checks import Check, audit, failed_blocking, merge_slices, refuse_publication, specs
+from crypto_assets.assets.common import BACKFILL_POLICY, merged_rows_per_hour, run_window, table_metadata
+from crypto_assets.partitions import hour_label, hourly_partitions, window_label, window_slices
 from crypto_assets.resources.lakehouse import LakehouseResource, replanned, rows_per_hour
 from crypto_assets.resources.spark import SparkResource
 from crypto_assets.tables import BRONZE, QUARANTINE, SILVER
@@ -177,53 +177,69 @@ def silver_market_snapshots(
     rules = SilverRules(high_volume_threshold=config.high_volume_threshold,
                         stale_after_seconds=config.stale_after_seconds)
 
-    def plan_and_commit():
+    def plan_and_commit(slice_start, slice_end):
         silver_pin, quarantine_pin = lakehouse.pin(SILVER), lakehouse.pin(QUARANTINE)
-        bronze = lakehouse.read_window(spark.spark_session, BRONZE, start, end)
+        bronze = lakehouse.read_window(spark.spark_session, BRONZE, slice_start, slice_end)
         silver_df, quarantine_df, superseded_df = clean_markets(bronze, rules)
         window = SilverWindow(
             silver=silver_df.toArrow(),
             quarantine=quarantine_df.toArrow(),
-            bronze_per_hour=rows_per_hour(bronze.select("ingest_hour").toArrow(), start, end),
-            superseded_per_hour=rows_per_hour(superseded_df.toArrow(), start, end),
+            bronze_per_hour=rows_per_hour(bronze.select("ingest_hour").toArrow(), slice_start, slice_end),
+            superseded_per_hour=rows_per_hour(superseded_df.toArrow(), slice_start, slice_end),
             max_quarantine_ratio=config.max_quarantine_ratio,
         )
         results = audit(SILVER.asset_key, CHECKS, window)
         if failed_blocking(results):
             return window, results, None
-        silver_written = lakehouse.write_window(SILVER, window.silver, start, end, run_id, base=silver_pin)
+        silver_written = lakehouse.write_window(SILVER, window.silver, slice_start, slice_end, run_id, base=silver_pin)
         crashpoints.reached("silver.committed")
-        quarantine_written = lakehouse.write_window(QUARANTINE, window.quarantine, start, end, run_id, base=quarantine_pin)
+        quarantine_written = lakehouse.write_window(QUARANTINE, window.quarantine, slice_start, slice_end, run_id,
+                                                    base=quarantine_pin)
         crashpoints.reached("quarantine.committed")
         return window, results, (silver_written, quarantine_written)
 
-    window, results, written = replanned(f"Silver {window_label(start, end)}", plan_and_commit)
-    if written is None:
-        yield from refuse_publication(results, failed_blocking(results), f"Silver {window_label(start, end)}")
-    silver_written, quarantine_written = written
-    silver, quarantine = window.silver, window.quarantine
-    reasons = Counter(quarantine.column("reason").to_pylist())
-    superseded = sum(window.superseded_per_hour.values())
-    context.log.info(
-        "Silver: %d Bronze records → %d rows, %d quarantined (%s), %d superseded by a preferred capture",
-        sum(window.bronze_per_hour.values()), len(silver), len(quarantine), dict(reasons.most_common(5)), superseded,
-    )
+    per_slice, silver_writes, quarantine_writes = [], [], []
+    bronze_records = superseded = high_volume = stale = 0
+    reasons: Counter = Counter()
+    preview = None
+    for slice_start, slice_end in window_slices(start, end, lakehouse.slice_hours):
+        what = f"Silver {window_label(slice_start, slice_end)}"
+        window, results, written = replanned(what, lambda: plan_and_commit(slice_start, slice_end))
+        per_slice.append(results)
+        if written is None:  # earlier slices stay committed: they passed their checks
+            yield from refuse_publication(merge_slices(per_slice), failed_blocking(results), what)
+        silver_writes.append(written[0])
+        quarantine_writes.append(written[1])
+        slice_reasons = Counter(window.quarantine.column("reason").to_pylist())
+        reasons.update(slice_reasons)
+        bronze_records += sum(window.bronze_per_hour.values())
+        superseded += sum(window.superseded_per_hour.values())
+        high_volume += sum(1 for flag in window.silver.column("is_high_volume").to_pylist() if flag)
+        stale += sum(1 for flag in window.silver.column("is_stale").to_pylist() if flag)
+        preview = preview or (window.silver.slice(0, 5), window.quarantine.slice(0, 5))
+        context.log.info(
+            "%s: %d Bronze records → %d rows, %d quarantined (%s), %d superseded by a preferred capture",
+            what, sum(window.bronze_per_hour.values()), len(window.silver), len(window.quarantine),
+            dict(slice_reasons.most_common(5)), sum(window.superseded_per_hour.values()),
+        )
     yield MaterializeResult(
         asset_key=SILVER.asset_key,
         metadata={
-            "bronze_records": sum(window.bronze_per_hour.values()),
+            "bronze_records": bronze_records,
             "superseded_records": superseded,
-            "high_volume_rows": sum(1 for flag in silver.column("is_high_volume").to_pylist() if flag),
-            "stale_rows": sum(1 for flag in silver.column("is_stale").to_pylist() if flag),
+            "high_volume_rows": high_volume,
+            "stale_rows": stale,
+            "slices": len(silver_writes),
             "dagster/column_lineage": COLUMN_LINEAGE,
-            **table_metadata(SILVER, lakehouse, silver_written.version, silver_written.rows_per_hour, silver),
+            **table_metadata(SILVER, lakehouse, silver_writes[-1].version, merged_rows_per_hour(silver_writes), preview[0]),
         },
     )
     yield MaterializeResult(
         asset_key=QUARANTINE.asset_key,
         metadata={
             "top_reasons": MetadataValue.json(dict(reasons.most_common(10))),
-            **table_metadata(QUARANTINE, lakehouse, quarantine_written.version, quarantine_written.rows_per_hour, quarantine),
+            **table_metadata(QUARANTINE, lakehouse, quarantine_writes[-1].version, merged_rows_per_hour(quarantine_writes),
+                             preview[1]),
         },
     )
-    yield from results
+    yield from merge_slices(per_slice)

@@ -4,10 +4,11 @@ One step loads every dimension and fact table of the window together, so a reade
 facts of an hour without their dimensions, and a failed load leaves the previous state. The
 window is the run's hours plus the later hours whose Gold rows the run recomputed (see
 ``assets/gold.py``). Write, audit, publish: the blocking checks run inside the transaction, on
-the loaded window, and a failure rolls it back.
+the loaded window, and a failure rolls it back. A long window is loaded a slice at a time.
 """
 
 
+from collections import Counter
 from dataclasses import dataclass
 
 from dagster import (
@@ -19,10 +20,10 @@ from dagster import (
     multi_asset,
 )
 
-from crypto_assets.assets.checks import Check, audit, failed_blocking, refuse_publication, specs
+from crypto_assets.assets.checks import Check, audit, failed_blocking, merge_slices, refuse_publication, specs
 from crypto_assets.assets.common import BACKFILL_POLICY, FRESHNESS_POLICY, run_window
 from crypto_assets.assets.gold import MAX_LOOKBACK_HOURS, affected_window
-from crypto_assets.partitions import hourly_partitions, window_label
+from crypto_assets.partitions import hourly_partitions, window_label, window_slices
 from crypto_assets.resources.lakehouse import LakehouseResource
 from crypto_assets.resources.warehouse import WarehouseResource, WindowLoad
 from crypto_assets.tables import GOLD_TABLES, SILVER
@@ -88,33 +89,37 @@ CHECKS = (
 def warehouse_star_schema(context: AssetExecutionContext, lakehouse: LakehouseResource, warehouse: WarehouseResource):
     start, run_end = run_window(context)
     _, end = affected_window(lakehouse, start, run_end, MAX_LOOKBACK_HOURS)
-    read = {}
+    per_slice, written, counts = [], Counter(), Counter()
+    for slice_start, slice_end in window_slices(start, end, lakehouse.slice_hours):
+        read, results = {}, []
 
-    def read_lakehouse():  # called under the warehouse's lock: the freshest lakehouse state
-        read["silver"] = lakehouse.read_window_arrow(SILVER, start, end)
-        read["gold"] = {table.name: lakehouse.read_window_arrow(table, start, end) for table in GOLD_TABLES}
-        return read["silver"], read["gold"]
+        def read_lakehouse():  # called under the warehouse's lock: the freshest lakehouse state
+            read["silver"] = lakehouse.read_window_arrow(SILVER, slice_start, slice_end)
+            read["gold"] = {table.name: lakehouse.read_window_arrow(table, slice_start, slice_end) for table in GOLD_TABLES}
+            return read["silver"], read["gold"]
 
-    results = []
+        def accept(load: WindowLoad) -> bool:
+            sizes = {SILVER.name: len(read["silver"]), **{name: len(rows) for name, rows in read["gold"].items()}}
+            expected = {fact: sizes[source.name] for fact, source in FACT_SOURCES.items()}
+            results[:] = audit(ANCHOR, CHECKS, LoadedWindow(load, expected))
+            return not failed_blocking(results)
 
-    def accept(load: WindowLoad) -> bool:
-        sizes = {SILVER.name: len(read["silver"]), **{name: len(rows) for name, rows in read["gold"].items()}}
-        expected = {fact: sizes[source.name] for fact, source in FACT_SOURCES.items()}
-        results[:] = audit(ANCHOR, CHECKS, LoadedWindow(load, expected))
-        return not failed_blocking(results)
-
-    load = warehouse.load_fresh_window(start, end, read_lakehouse, accept)
-    if not load.committed:
-        yield from refuse_publication(results, failed_blocking(results), f"warehouse {window_label(start, end)}")
-    context.log.info("Warehouse %s: loaded %s", window_label(start, end), load.written)
+        load = warehouse.load_fresh_window(slice_start, slice_end, read_lakehouse, accept)
+        per_slice.append(results)
+        what = f"warehouse {window_label(slice_start, slice_end)}"
+        if not load.committed:  # earlier slices stay committed: they passed their checks
+            yield from refuse_publication(merge_slices(per_slice), failed_blocking(results), what)
+        written.update(load.written)
+        counts.update(load.counts)
+        context.log.info("%s: loaded %s", what, load.written)
     for table in STAR_TABLES:
         yield MaterializeResult(
             asset_key=warehouse_key(table),
             metadata={
-                "rows_written": load.written.get(table, 0),
-                "dagster/row_count": load.counts.get(table, load.written.get(table, 0)),
+                "rows_written": written.get(table, 0),
+                "dagster/row_count": counts.get(table, written.get(table, 0)),
                 "dialect": warehouse.sql_dialect().name,
                 "hours_loaded": window_label(start, end),
             },
         )
-    yield from results
+    yield from merge_slices(per_slice)

@@ -127,6 +127,13 @@ class LakehouseResource(ConfigurableResource):
         "gs://bucket/prefix; endpoints and credentials from the store's standard environment variables.",
     )
 
+    slice_hours: int = Field(
+        default=168,
+        description="CRYPTO_SLICE_HOURS: a long window is computed, checked and committed this many hours at a "
+        "time, so the driver (which collects a slice's rows to commit them with delta-rs) holds at most a slice, "
+        "whatever the window's length; a crash loses at most the slice in progress.",
+    )
+
     @property
     def lake_root(self) -> LakeRoot:
         return LakeRoot.parse(self.root)
@@ -196,7 +203,8 @@ class LakehouseResource(ConfigurableResource):
             if pin.delta is None and "already exists" in str(error):
                 raise WindowConflict(f"{table.path} was created by another run while this one planned {what}") from None
             raise
-        return DeltaTable(uri).version()
+        # the table object given to delta-rs is left at the version its commit made
+        return pin.delta.version() if pin.delta is not None else DeltaTable(uri).version()
 
     def write_window(
         self, table: LakeTable, data: pa.Table, start: datetime, end: datetime, run_id: str, base: Pin | None = None
