@@ -9,11 +9,15 @@ found; warning checks are reported beside the materialisation.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from datetime import datetime
+from typing import Any, Generic, TypeVar
 
 from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetKey, Failure, MetadataValue
+
+from crypto_assets.partitions import window_label, window_slices
+from crypto_assets.resources.lakehouse import replanned
 
 Staged = TypeVar("Staged")
 
@@ -84,3 +88,25 @@ def refuse_publication(results: list[AssetCheckResult], failed: list[str], what:
         "nothing was committed for these hours, every table keeps its previous version of them",
         metadata={"failed_checks": MetadataValue.json(failed)},
     )
+
+
+def publish_in_slices(
+    what: str, start: datetime, end: datetime, slice_hours: int,
+    plan_and_commit: Callable[[datetime, datetime], tuple[Any, list[AssetCheckResult], Any]],
+    on_committed: Callable[[str, Any, Any], None],
+) -> Generator[AssetCheckResult, None, list[AssetCheckResult]]:
+    """Write, audit, publish [start, end) a slice at a time: ``plan_and_commit(a, b)`` stages a
+    slice, audits it and commits it only if no blocking check failed, returning (staged, results,
+    what it committed or None); lost races are re-planned. ``on_committed(label, staged, written)``
+    sees each committed slice (and should keep only a summary: slices bound memory). A refused
+    slice yields every check result so far and fails the step (earlier slices stay: they passed).
+    Returns one result per check."""
+    per_slice = []
+    for slice_start, slice_end in window_slices(start, end, slice_hours):
+        label = f"{what} {window_label(slice_start, slice_end)}"
+        staged, results, written = replanned(label, lambda: plan_and_commit(slice_start, slice_end))
+        per_slice.append(results)
+        if written is None:
+            yield from refuse_publication(merge_slices(per_slice), failed_blocking(results), label)
+        on_committed(label, staged, written)
+    return merge_slices(per_slice)

@@ -19,7 +19,7 @@ from dagster import AssetDep, AssetExecutionContext, MaterializeResult, TimeWind
 from pyspark.sql import DataFrame
 
 from crypto_assets import charts, crashpoints
-from crypto_assets.assets.checks import Check, audit, failed_blocking, merge_slices, refuse_publication, specs
+from crypto_assets.assets.checks import Check, audit, failed_blocking, publish_in_slices, specs
 from crypto_assets.assets.common import (
     BACKFILL_POLICY,
     FRESHNESS_POLICY,
@@ -27,8 +27,8 @@ from crypto_assets.assets.common import (
     run_window,
     table_metadata,
 )
-from crypto_assets.partitions import HOUR, hour_label, hourly_partitions, window_label, window_slices
-from crypto_assets.resources.lakehouse import LakehouseResource, replanned
+from crypto_assets.partitions import HOUR, hour_label, hourly_partitions
+from crypto_assets.resources.lakehouse import LakehouseResource
 from crypto_assets.resources.spark import SparkResource
 from crypto_assets.tables import GOLD_DISTRIBUTION, GOLD_OVERVIEW, GOLD_TRENDS, GOLD_VOLATILITY, SILVER, LakeTable
 from crypto_assets.transforms import gold as transforms
@@ -138,25 +138,24 @@ def _materialize(context: AssetExecutionContext, spark: SparkResource, lakehouse
         crashpoints.reached("gold.committed")
         return window, results, written
 
-    per_slice, writes, chart_rows = [], [], []
-    for slice_start, slice_end in window_slices(write_start, write_end, lakehouse.slice_hours):
-        what = f"{gold.table.path} {window_label(slice_start, slice_end)}"
-        window, results, written = replanned(what, lambda: plan_and_commit(slice_start, slice_end))
-        per_slice.append(results)
-        if written is None:  # earlier slices stay committed: they passed their checks
-            yield from refuse_publication(merge_slices(per_slice), failed_blocking(results), what)
+    writes, chart_rows = [], []
+
+    def on_committed(label, window, written):
         writes.append(written)
-        chart_rows = window.rows  # the charts show the newest slice
-        context.log.info("%s: %d rows", what, written.rows)
+        chart_rows[:] = [window.rows]  # the charts and the preview show the newest slice
+        context.log.info("%s: %d rows", label, written.rows)
+
+    results = yield from publish_in_slices(gold.table.path, write_start, write_end, lakehouse.slice_hours,
+                                           plan_and_commit, on_committed)
     later = int((write_end - end) / HOUR)
     if later:
         context.log.info("%s: %d later hours recomputed (they read the hours of this run)", gold.table.path, later)
-    metadata = table_metadata(gold.table, lakehouse, writes[-1].version, merged_rows_per_hour(writes), chart_rows)
+    metadata = table_metadata(gold.table, lakehouse, writes[-1].version, merged_rows_per_hour(writes), chart_rows[0])
     metadata.update(later_hours_recomputed=later, slices=len(writes))
     if gold.chart:
-        metadata.update(gold.chart(chart_rows))
+        metadata.update(gold.chart(chart_rows[0]))
     yield MaterializeResult(asset_key=gold.table.asset_key, metadata=metadata)
-    yield from merge_slices(per_slice)
+    yield from results
 
 
 def _gold_asset(gold: GoldTable):

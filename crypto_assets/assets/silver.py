@@ -12,6 +12,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 import pyarrow as pa
+import pyarrow.compute as pc
 from dagster import (
     AssetExecutionContext,
     AssetSpec,
@@ -25,10 +26,10 @@ from dagster import (
 from pydantic import Field
 
 from crypto_assets import crashpoints
-from crypto_assets.assets.checks import Check, audit, failed_blocking, merge_slices, refuse_publication, specs
+from crypto_assets.assets.checks import Check, audit, failed_blocking, publish_in_slices, specs
 from crypto_assets.assets.common import BACKFILL_POLICY, merged_rows_per_hour, run_window, table_metadata
-from crypto_assets.partitions import hour_label, hourly_partitions, window_label, window_slices
-from crypto_assets.resources.lakehouse import LakehouseResource, replanned, rows_per_hour
+from crypto_assets.partitions import hour_label, hourly_partitions
+from crypto_assets.resources.lakehouse import LakehouseResource, rows_per_hour
 from crypto_assets.resources.spark import SparkResource
 from crypto_assets.tables import BRONZE, QUARANTINE, SILVER
 from crypto_assets.transforms.silver import SilverRules, clean_markets
@@ -198,40 +199,34 @@ def silver_market_snapshots(
         crashpoints.reached("quarantine.committed")
         return window, results, (silver_written, quarantine_written)
 
-    per_slice, silver_writes, quarantine_writes = [], [], []
-    bronze_records = superseded = high_volume = stale = 0
+    summary = Counter()
     reasons: Counter = Counter()
-    preview = None
-    for slice_start, slice_end in window_slices(start, end, lakehouse.slice_hours):
-        what = f"Silver {window_label(slice_start, slice_end)}"
-        window, results, written = replanned(what, lambda: plan_and_commit(slice_start, slice_end))
-        per_slice.append(results)
-        if written is None:  # earlier slices stay committed: they passed their checks
-            yield from refuse_publication(merge_slices(per_slice), failed_blocking(results), what)
-        silver_writes.append(written[0])
-        quarantine_writes.append(written[1])
+    writes, previews = [], []
+
+    def on_committed(label, window, written):
         slice_reasons = Counter(window.quarantine.column("reason").to_pylist())
         reasons.update(slice_reasons)
-        bronze_records += sum(window.bronze_per_hour.values())
-        superseded += sum(window.superseded_per_hour.values())
-        high_volume += sum(1 for flag in window.silver.column("is_high_volume").to_pylist() if flag)
-        stale += sum(1 for flag in window.silver.column("is_stale").to_pylist() if flag)
-        preview = preview or (window.silver.slice(0, 5), window.quarantine.slice(0, 5))
+        summary.update(bronze_records=sum(window.bronze_per_hour.values()),
+                       superseded_records=sum(window.superseded_per_hour.values()),
+                       high_volume_rows=pc.sum(window.silver.column("is_high_volume")).as_py() or 0,
+                       stale_rows=pc.sum(window.silver.column("is_stale")).as_py() or 0)
+        writes.append(written)
+        previews[:] = previews or [window.silver.slice(0, 5), window.quarantine.slice(0, 5)]
         context.log.info(
             "%s: %d Bronze records → %d rows, %d quarantined (%s), %d superseded by a preferred capture",
-            what, sum(window.bronze_per_hour.values()), len(window.silver), len(window.quarantine),
+            label, sum(window.bronze_per_hour.values()), len(window.silver), len(window.quarantine),
             dict(slice_reasons.most_common(5)), sum(window.superseded_per_hour.values()),
         )
+
+    results = yield from publish_in_slices("Silver", start, end, lakehouse.slice_hours, plan_and_commit, on_committed)
+    silver_writes, quarantine_writes = [w[0] for w in writes], [w[1] for w in writes]
     yield MaterializeResult(
         asset_key=SILVER.asset_key,
         metadata={
-            "bronze_records": bronze_records,
-            "superseded_records": superseded,
-            "high_volume_rows": high_volume,
-            "stale_rows": stale,
-            "slices": len(silver_writes),
+            **dict(summary),
+            "slices": len(writes),
             "dagster/column_lineage": COLUMN_LINEAGE,
-            **table_metadata(SILVER, lakehouse, silver_writes[-1].version, merged_rows_per_hour(silver_writes), preview[0]),
+            **table_metadata(SILVER, lakehouse, silver_writes[-1].version, merged_rows_per_hour(silver_writes), previews[0]),
         },
     )
     yield MaterializeResult(
@@ -239,7 +234,7 @@ def silver_market_snapshots(
         metadata={
             "top_reasons": MetadataValue.json(dict(reasons.most_common(10))),
             **table_metadata(QUARANTINE, lakehouse, quarantine_writes[-1].version, merged_rows_per_hour(quarantine_writes),
-                             preview[1]),
+                             previews[1]),
         },
     )
-    yield from merge_slices(per_slice)
+    yield from results

@@ -20,10 +20,10 @@ from dagster import (
     multi_asset,
 )
 
-from crypto_assets.assets.checks import Check, audit, failed_blocking, merge_slices, refuse_publication, specs
+from crypto_assets.assets.checks import Check, audit, failed_blocking, publish_in_slices, specs
 from crypto_assets.assets.common import BACKFILL_POLICY, FRESHNESS_POLICY, run_window
 from crypto_assets.assets.gold import MAX_LOOKBACK_HOURS, affected_window
-from crypto_assets.partitions import hourly_partitions, window_label, window_slices
+from crypto_assets.partitions import hourly_partitions, window_label
 from crypto_assets.resources.lakehouse import LakehouseResource
 from crypto_assets.resources.warehouse import WarehouseResource, WindowLoad
 from crypto_assets.tables import GOLD_TABLES, SILVER
@@ -89,8 +89,8 @@ CHECKS = (
 def warehouse_star_schema(context: AssetExecutionContext, lakehouse: LakehouseResource, warehouse: WarehouseResource):
     start, run_end = run_window(context)
     _, end = affected_window(lakehouse, start, run_end, MAX_LOOKBACK_HOURS)
-    per_slice, written, counts = [], Counter(), Counter()
-    for slice_start, slice_end in window_slices(start, end, lakehouse.slice_hours):
+
+    def plan_and_commit(slice_start, slice_end):
         read, results = {}, []
 
         def read_lakehouse():  # called under the warehouse's lock: the freshest lakehouse state
@@ -105,13 +105,16 @@ def warehouse_star_schema(context: AssetExecutionContext, lakehouse: LakehouseRe
             return not failed_blocking(results)
 
         load = warehouse.load_fresh_window(slice_start, slice_end, read_lakehouse, accept)
-        per_slice.append(results)
-        what = f"warehouse {window_label(slice_start, slice_end)}"
-        if not load.committed:  # earlier slices stay committed: they passed their checks
-            yield from refuse_publication(merge_slices(per_slice), failed_blocking(results), what)
+        return load, results, load if load.committed else None
+
+    written, counts = Counter(), Counter()
+
+    def on_committed(label, load, _):
         written.update(load.written)
         counts.update(load.counts)
-        context.log.info("%s: loaded %s", what, load.written)
+        context.log.info("%s: loaded %s", label, load.written)
+
+    results = yield from publish_in_slices("warehouse", start, end, lakehouse.slice_hours, plan_and_commit, on_committed)
     for table in STAR_TABLES:
         yield MaterializeResult(
             asset_key=warehouse_key(table),
@@ -122,4 +125,4 @@ def warehouse_star_schema(context: AssetExecutionContext, lakehouse: LakehouseRe
                 "hours_loaded": window_label(start, end),
             },
         )
-    yield from merge_slices(per_slice)
+    yield from results
