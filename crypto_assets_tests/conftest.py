@@ -55,8 +55,10 @@ def samples() -> Path:
 
 
 @pytest.fixture(scope="session")
-def spark():
-    """One small local Spark session for the whole run, configured as the pipeline's resource."""
+def spark(s3):
+    """One small local Spark session for the whole run, configured as the pipeline's resource.
+    Started after the S3 settings are in the environment: its executors (Python workers the JVM
+    starts) read object-store lakes with the environment the JVM was given, as in a real run."""
     resource = SparkResource(master="local[2]", shuffle_partitions=4, driver_memory="1g")
     session = resource.spark_session
     yield session

@@ -88,12 +88,15 @@ def service_env(service: dict) -> dict[str, str]:
 def test_compose_has_every_service_with_image_or_build(compose):
     services = compose["services"]
     expected = {"postgres", "warehouse", "user_code", "dagster-webserver", "dagster-daemon",
-                "simulator", "spark-master", "spark-worker", "sqlserver"}  # fmt: skip
+                "simulator", "spark-master", "spark-worker", "sqlserver", "minio", "minio-bucket"}  # fmt: skip
     assert expected <= set(services), expected - set(services)
+    # one-shot jobs (waited for with service_completed_successfully) need no health check
+    one_shot = {name for service in services.values() for name, dep in service.get("depends_on", {}).items()
+                if isinstance(dep, dict) and dep.get("condition") == "service_completed_successfully"}
+    assert one_shot == {"minio-bucket"}
     for name, service in services.items():
         assert "image" in service or "build" in service, name
-        assert "healthcheck" in service, f"{name} has no health check"
-        assert service["healthcheck"]["test"], name
+        assert name in one_shot or service.get("healthcheck", {}).get("test"), f"{name} has no health check"
     # Our own images are built from the repository, the databases are stock images.
     assert services["user_code"]["build"]["dockerfile"] == "Dockerfile"
     for name in ("dagster-webserver", "dagster-daemon"):
@@ -103,6 +106,18 @@ def test_compose_has_every_service_with_image_or_build(compose):
     assert services["postgres"]["image"].startswith("postgres:")
     assert services["warehouse"]["image"].startswith("postgres:")
     assert "mssql/server" in services["sqlserver"]["image"]
+
+
+def test_the_objectstore_profile_makes_the_bucket_and_every_lake_reader_gets_the_store_settings(compose):
+    services = compose["services"]
+    assert services["minio"]["profiles"] == ["objectstore"] == services["minio-bucket"]["profiles"]
+    assert "mc mb --ignore-existing" in " ".join(services["minio-bucket"]["entrypoint"])
+    assert services["minio-bucket"]["depends_on"]["minio"]["condition"] == "service_healthy"
+    for reader in ("user_code", "spark-worker"):  # the runs and the executors read the lake's files
+        environment = service_env(services[reader])
+        assert {"AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AZURE_STORAGE_ACCOUNT_KEY"} <= set(environment)
+    assert services["user_code"]["depends_on"]["minio-bucket"] == {"condition": "service_completed_successfully",
+                                                                    "required": False}
 
 
 def test_compose_profiles_ports_volumes_and_commands(compose):
