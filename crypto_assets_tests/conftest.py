@@ -72,6 +72,40 @@ def simulator():
         yield sim
 
 
+# The hours every "same data, other path" test builds: three past hours at 20 coins.
+REFERENCE_HOURS, REFERENCE_COINS = 3, 20
+
+
+@pytest.fixture(scope="session")
+def still_simulator():
+    """A simulator whose clock stands still at the session's start: the history universe (today's
+    top coins) is the same for every run, however long the suite takes or whenever an hour ends."""
+    with Simulator(coins=400, now=datetime.now(timezone.utc)) as sim:
+        yield sim
+
+
+@pytest.fixture(scope="session")
+def reference_run(still_simulator, tmp_path_factory):
+    """One clean in-order run of the reference hours, one-hour slices at a time (as a year-long
+    backfill goes a week at a time): (window, lake content, warehouse content) for the crash,
+    order and scale-out tests to compare against."""
+    from support import lake_content, materialize, pipeline_env, star_content
+
+    from crypto_assets.partitions import HOUR, floor_hour, partition_key
+    from crypto_assets.resources.lakehouse import LakehouseResource
+
+    end = floor_hour(still_simulator.now)
+    start = end - REFERENCE_HOURS * HOUR
+    root = tmp_path_factory.mktemp("reference")
+    odbc = f"DRIVER={{SQLite3}};Database={root / 'wh.sqlite'};BigInt=1"
+    env = pipeline_env(still_simulator.base_url, root / "home", root / "lake", odbc, REFERENCE_COINS,
+                       CRYPTO_SLICE_HOURS="1")
+    run = materialize(env, "--partition-range", f"{partition_key(start)}...{partition_key(end - HOUR)}")
+    assert "Spark session started (local[" in run.stdout + run.stderr
+    return {"window": (start, end), "run": run, "lake": lake_content(LakehouseResource(root=str(root / "lake")), start, end),
+            "warehouse": star_content(odbc)}
+
+
 @pytest.fixture(scope="module")
 def sqlite_odbc(tmp_path_factory) -> str:
     path = tmp_path_factory.mktemp("warehouse") / "warehouse.sqlite"

@@ -11,7 +11,7 @@ still show it as started).
 from __future__ import annotations
 
 import pytest
-from conftest import settle_hour
+from conftest import REFERENCE_COINS
 from support import (
     kill_tree,
     lake_content,
@@ -23,10 +23,9 @@ from support import (
     wait_for,
 )
 
-from crypto_assets.partitions import HOUR, current_hour, partition_key
+from crypto_assets.partitions import HOUR, partition_key
 from crypto_assets.resources.lakehouse import LakehouseResource
 
-COINS = 20
 # Each chain: the points where its runs are killed, one after the other, then a clean rerun.
 CHAINS = {
     "landed-silver-gold": ("bronze.landed", "silver.committed", "gold.committed"),
@@ -34,32 +33,16 @@ CHAINS = {
 }
 
 
-@pytest.fixture(scope="module")
-def window():
-    settle_hour(margin_seconds=900)  # every run of the module sees the same hours and universe
-    now = current_hour()
-    return now - 3 * HOUR, now
-
-
-@pytest.fixture(scope="module")
-def reference(simulator, window, tmp_path_factory):
-    """One clean run of the window: what every chain must end with."""
-    root = tmp_path_factory.mktemp("reference")
-    env = pipeline_env(simulator.base_url, root / "home", root / "lake", f"DRIVER={{SQLite3}};Database={root / 'wh.sqlite'};BigInt=1", COINS)
-    start, end = window
-    materialize(env, "--partition-range", f"{partition_key(start)}...{partition_key(end - HOUR)}")
-    return lake_content(LakehouseResource(root=str(root / "lake")), start, end), star_content(env["CRYPTO_WAREHOUSE_ODBC"])
-
-
 @pytest.mark.parametrize("chain", CHAINS)
-def test_a_run_killed_at_each_commit_point_then_rerun_ends_as_one_clean_run(chain, simulator, window, reference, tmp_path):
-    start, end = window
+def test_a_run_killed_at_each_commit_point_then_rerun_ends_as_one_clean_run(chain, still_simulator, reference_run, tmp_path):
+    simulator = still_simulator
+    start, end = reference_run["window"]
     partition = ["--partition-range", f"{partition_key(start)}...{partition_key(end - HOUR)}"]
     odbc = f"DRIVER={{SQLite3}};Database={tmp_path / 'wh.sqlite'};BigInt=1"
     history_calls = []
     for number, point in enumerate(CHAINS[chain]):
         marker, log = tmp_path / f"paused-{number}", tmp_path / f"run-{number}.log"
-        env = pipeline_env(simulator.base_url, tmp_path / f"home-{number}", tmp_path / "lake", odbc, COINS,
+        env = pipeline_env(simulator.base_url, tmp_path / f"home-{number}", tmp_path / "lake", odbc, REFERENCE_COINS,
                            CRYPTO_PAUSE_AT=point, CRYPTO_PAUSE_MARKER=str(marker))
         before = simulator.request_count
         process = start_in_own_group(materialize_command(*partition), env, log)
@@ -67,13 +50,12 @@ def test_a_run_killed_at_each_commit_point_then_rerun_ends_as_one_clean_run(chai
         assert marker.read_text().startswith(point)
         kill_tree(process)
         history_calls.append(simulator.request_count - before)
-    rerun = pipeline_env(simulator.base_url, tmp_path / "home-rerun", tmp_path / "lake", odbc, COINS)
+    rerun = pipeline_env(simulator.base_url, tmp_path / "home-rerun", tmp_path / "lake", odbc, REFERENCE_COINS)
     before = simulator.request_count
     materialize(rerun, *partition)
     history_calls.append(simulator.request_count - before)
 
     # only the first run called the API: every later one found the capture (landed or committed)
-    assert history_calls[0] > COINS and history_calls[1:] == [0] * len(CHAINS[chain])
-    expected_lake, expected_warehouse = reference
-    assert lake_content(LakehouseResource(root=str(tmp_path / "lake")), start, end) == expected_lake
-    assert star_content(odbc) == expected_warehouse
+    assert history_calls[0] > REFERENCE_COINS and history_calls[1:] == [0] * len(CHAINS[chain])
+    assert lake_content(LakehouseResource(root=str(tmp_path / "lake")), start, end) == reference_run["lake"]
+    assert star_content(odbc) == reference_run["warehouse"]
