@@ -188,12 +188,12 @@ def test_the_catalog_lists_every_asset_of_the_graph(dagster, browser, shots):
 
 
 def test_materialising_the_current_hour_from_the_ui_succeeds(dagster, browser, shots):
+    settle_hour()  # before the dialog opens: it lists the partitions that exist when it does
     open_page(browser, f"{dagster.url}/asset-groups")
     button(browser, "Materialize all…").click()
     dialog = WebDriverWait(browser, 30).until(EC.visibility_of_element_located((By.CSS_SELECTOR, "[role=dialog]")))
     assert f"materialize {len(EXPECTED_ASSETS)} assets" in dialog.text
     partitions = dialog.find_element(By.CSS_SELECTOR, "input[placeholder='No matching partitions'], input[type=text]")
-    settle_hour()
     key = partition_key(current_hour())
     partitions.click()
     partitions.send_keys(key, Keys.ENTER)
