@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Callable, TypeVar
 import obstore
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.dataset as pads
 from dagster import ConfigurableResource, get_dagster_logger
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
@@ -258,16 +259,20 @@ class LakehouseResource(ConfigurableResource):
         """Rows of hours [start, end) as Arrow (empty, with the table's schema, if none).
 
         ``columns`` reads only those (the window columns excluded). Reads the snapshot's Parquet
-        files one by one (``lake_files``): DeltaTable.to_pyarrow_* makes the process abort at exit
-        now and then (a delta-rs background thread torn down late).
+        files with pyarrow (a folder) or through obstore (an object store), not with
+        DeltaTable.to_pyarrow_*, which makes the process abort at exit now and then (a delta-rs
+        background thread torn down late).
         """
         files = self._window_files(table, start, end)
         physical = pa.schema([f for f in table.arrow_schema if f.name != "ingest_date"])
         hour_type = physical.field("ingest_hour").type
         window = (pc.field("ingest_hour") >= pa.scalar(start, hour_type)) & (pc.field("ingest_hour") < pa.scalar(end, hour_type))
-        parts = [lake_files.read_parquet(uri, physical, columns, window) for uri in files]
-        empty = physical.empty_table().select(columns) if columns else physical.empty_table()
-        rows = pa.concat_tables(parts) if parts else empty
+        if not files:
+            rows = physical.empty_table().select(columns) if columns else physical.empty_table()
+        elif self.lake_root.is_local:  # pyarrow reads a folder's files in parallel
+            rows = pads.dataset(files, format="parquet", schema=physical).to_table(columns=columns, filter=window)
+        else:
+            rows = pa.concat_tables([lake_files.read_parquet(uri, physical, columns, window) for uri in files])
         return rows if columns else self.conform(table, rows)
 
     def last_hour(self, table: LakeTable, start: datetime, end: datetime) -> datetime | None:
