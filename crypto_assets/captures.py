@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from functools import cached_property
 from datetime import datetime, timezone
 
 import pyarrow as pa
@@ -92,7 +93,10 @@ class Capture:
     def hours(self) -> list[datetime]:
         return [datetime.fromisoformat(hour) for hour in self.manifest["hours"]]
 
+    @cached_property
     def rows(self) -> pa.Table:
+        """Its Bronze rows, built once (a history capture's bodies are parsed for the gap report
+        and for the append alike)."""
         return bronze_rows(self.capture_id, self.manifest, self.files)
 
 

@@ -38,7 +38,7 @@ def replay(path: Path, spark):
     with Simulator(markets_file=path) as sim:
         markets = CoinGeckoResource(base_url=sim.base_url, calls_per_minute=60000).get_client().markets(250)
     captured_at = file_time([record for _, _, record in markets.records]) + timedelta(seconds=30)
-    rows = snapshot_capture(markets, floor_hour(captured_at), "usd", "replay-run").rows().to_pylist()
+    rows = snapshot_capture(markets, floor_hour(captured_at), "usd", "replay-run").rows.to_pylist()
     for row in rows:
         row.update(ingested_at=captured_at)
     columns = [f for f in BRONZE.arrow_schema if f.name != "ingest_date"]

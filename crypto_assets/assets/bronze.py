@@ -105,8 +105,8 @@ def capture_history(context, client, lakehouse: LakehouseResource, snapshot, hou
         if number % 50 == 0 or number == len(coins):
             context.log.info("history: %d/%d coins fetched", number, len(coins))
     capture = history_capture(histories, universe_pages, hours, coingecko.vs_currency, run_id)
-    rows = capture.rows()
-    got = Counter(zip(rows.column("coin_id").to_pylist(), rows.column("ingest_hour").to_pylist()))
+    rows = capture.rows
+    got = set(zip(rows.column("coin_id").to_pylist(), rows.column("ingest_hour").to_pylist()))
     labels = [hour_label(hour) for hour in hours]
     missing_points = {}
     for coin in coins:
@@ -140,7 +140,7 @@ def recover_landed_captures(context, lakehouse: LakehouseResource, start: dateti
     for capture_id in orphans:
         manifest, files = lakehouse.read_capture(capture_id)
         capture = Capture(capture_id, manifest, files)
-        lakehouse.append_capture(BRONZE, capture.rows(), capture_id, run_id)
+        lakehouse.append_capture(BRONZE, capture.rows, capture_id, run_id)
         context.log.warning("Bronze: capture %s was landed by run %s but never committed; committed it now",
                             capture_id, manifest["run_id"])
     return orphans
@@ -247,7 +247,7 @@ def bronze_coingecko_markets(
         path = lakehouse.write_capture(capture.capture_id, capture.files, capture.manifest)
         context.log.info("landed %d files in %s", len(capture.files), path)
         crashpoints.reached("bronze.landed")
-        rows = capture.rows()
+        rows = capture.rows
         lakehouse.append_capture(BRONZE, rows, capture.capture_id, run_id)
         crashpoints.reached("bronze.committed")
         new_texts += rows.column("record_json").to_pylist()
