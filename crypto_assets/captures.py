@@ -1,6 +1,10 @@
 """Captures: what one run fetched from CoinGecko, landed as files plus a manifest, and the Bronze
 rows they make.
 
+A capture is landed body by body as the responses arrive (``CaptureLanding``) and appended to
+Bronze in parts of at most COINS_PER_PART coins' history, each read back from its landing files,
+so neither holds more than a part in memory, whatever the window's length.
+
 A capture is Bronze's unit of history. Its rows are a pure function of its landing folder (the
 response bodies byte for byte, and the manifest saying what each one is), so a capture landed by
 a run that crashed before its Bronze commit becomes exactly the same rows when a later run finds
@@ -16,20 +20,26 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from functools import cached_property
 from datetime import datetime, timezone
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from crypto_assets.partitions import floor_hour
-from crypto_assets.resources.coingecko import ApiPage, HistoryCapture, MarketsCapture, safe_segment
-from crypto_assets.tables import BRONZE
+from crypto_assets.resources.coingecko import ApiPage, safe_segment
+from crypto_assets.resources.landing import Landing
+from crypto_assets.tables import BRONZE, TS
 
 SNAPSHOT, HISTORY = "snapshot", "history"
 # Landing folders: snapshots per hour, history captures (one per run, many hours) together.
-MARKETS_ROOT = "coingecko/markets"
+SNAPSHOT_ROOT = "coingecko/markets"
 HISTORY_ROOT = "coingecko/market_chart"
 MAX_NAME_CHARS = 120
+# Coins per Bronze commit of a history capture: bounds the rows built at once (a year of one
+# coin is ~2,400 points) and what a crash in the middle of appending costs.
+COINS_PER_PART = 100
+HOUR_MS = 3_600_000
 _BRONZE_PHYSICAL = pa.schema([f for f in BRONZE.arrow_schema if f.name != "ingest_date"])
 
 
@@ -40,7 +50,7 @@ def _file_folder(coin_id: str) -> str:
 
 
 def snapshot_prefix(hour: datetime) -> str:
-    return f"{MARKETS_ROOT}/ingest_hour={hour:%Y-%m-%dT%H}"
+    return f"{SNAPSHOT_ROOT}/ingest_hour={hour:%Y-%m-%dT%H}"
 
 
 def _span_folder(hours: list[datetime]) -> str:
@@ -71,10 +81,10 @@ def _iso(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).isoformat(timespec="microseconds")
 
 
-def _file_entry(name: str, page: ApiPage, kind: str, coin: dict | None = None) -> dict:
+def _file_entry(name: str, page: ApiPage, kind: str, part: int, coin: dict | None = None) -> dict:
     entry = {
         "name": name, "kind": kind, "page": page.page, "request": page.request, "status": page.status,
-        "fetched_at": _iso(page.fetched_at), "sha256": page.payload_sha256,
+        "fetched_at": _iso(page.fetched_at), "sha256": page.payload_sha256, "part": part,
     }  # fmt: skip
     if coin is not None:
         entry["coin"] = {key: coin.get(key) for key in ("id", "symbol", "name")}
@@ -83,122 +93,157 @@ def _file_entry(name: str, page: ApiPage, kind: str, coin: dict | None = None) -
 
 @dataclass(frozen=True)
 class Capture:
-    """One capture: its id (= its landing folder), the manifest and the bodies it lists."""
+    """One landed capture: its id (= its landing folder) and its manifest."""
 
     capture_id: str
     manifest: dict
-    files: dict[str, bytes]
 
     @property
     def hours(self) -> list[datetime]:
         return [datetime.fromisoformat(hour) for hour in self.manifest["hours"]]
 
-    @cached_property
-    def rows(self) -> pa.Table:
-        """Its Bronze rows, built once (a history capture's bodies are parsed for the gap report
-        and for the append alike)."""
-        return bronze_rows(self.capture_id, self.manifest, self.files)
+    @property
+    def source(self) -> str:
+        return self.manifest["source"]
+
+    @property
+    def parts(self) -> int:
+        """How many Bronze commits its rows take (captures landed before parts existed: one)."""
+        return self.manifest.get("parts", 1)
+
+    def part_rows(self, part: int, landing: Landing) -> pa.Table:
+        """The Bronze rows of one part (without ``ingest_date``, which the lakehouse derives),
+        built from its landing files."""
+        entries = [e for e in self.manifest["files"] if e.get("part", 1) == part and e["kind"] != "universe"]
+        if self.source == SNAPSHOT:
+            tables = [_snapshot_rows(self, entry, landing.read(self.capture_id, entry["name"])) for entry in entries]
+        else:
+            taken: dict[str, np.ndarray] = {}  # coin -> hours (unix ms) its earlier chunks gave
+            tables = [_history_rows(self, entry, landing.read(self.capture_id, entry["name"]), taken) for entry in entries]
+        tables = [table for table in tables if table is not None]
+        return pa.concat_tables(tables) if tables else _BRONZE_PHYSICAL.empty_table()
 
 
-def _manifest(source: str, run_id: str, vs_currency: str, hours: list[datetime], entries: list[dict]) -> dict:
-    return {"source": source, "run_id": run_id, "vs_currency": vs_currency,
-            "hours": [_iso(hour) for hour in hours], "files": entries}
+class CaptureLanding:
+    """Lands one capture as its responses arrive: each body at once, the manifest last."""
 
+    def __init__(self, landing: Landing, capture_id: str, source: str, run_id: str, vs_currency: str,
+                 hours: list[datetime], coins_per_part: int = COINS_PER_PART):
+        self.landing, self.capture_id, self.coins_per_part = landing, capture_id, coins_per_part
+        self.manifest = {"source": source, "run_id": run_id, "vs_currency": vs_currency,
+                         "hours": [_iso(hour) for hour in hours], "files": []}
 
-def snapshot_capture(markets: MarketsCapture, hour: datetime, vs_currency: str, run_id: str) -> Capture:
-    """The in-progress hour's ``/coins/markets`` pages as one capture."""
-    capture_id = f"{snapshot_prefix(hour)}/{_stamp(run_id)}"
-    files, entries = {}, []
-    for page in markets.pages:
-        name = f"page-{page.page:04d}.json"
-        files[name] = page.body
-        entries.append(_file_entry(name, page, "markets"))
-    return Capture(capture_id, _manifest(SNAPSHOT, run_id, vs_currency, [hour], entries), files)
+    def add(self, name: str, page: ApiPage, kind: str, part: int = 1, coin: dict | None = None) -> None:
+        self.landing.put(self.capture_id, name, page.body)
+        self.manifest["files"].append(_file_entry(name, page, kind, part, coin))
 
-
-def history_capture(histories: list[tuple[dict, HistoryCapture]], universe_pages: list[ApiPage],
-                    hours: list[datetime], vs_currency: str, run_id: str) -> Capture:
-    """Past hours rebuilt from each coin's ``market_chart/range`` chunks, as one capture.
-
-    ``universe_pages`` (the ``/coins/markets`` pages the coins were chosen from, if fetched) are
-    landed too; they make no rows.
-    """
-    capture_id = f"{HISTORY_ROOT}/{_span_folder(hours)}/{_stamp(run_id)}"
-    files, entries = {}, []
-    for page in universe_pages:
-        name = f"universe/page-{page.page:04d}.json"
-        files[name] = page.body
-        entries.append(_file_entry(name, page, "universe"))
-    for coin, history in histories:
+    def add_coin(self, number: int, coin: dict, pages: list[ApiPage]) -> None:
+        """The ``number``-th coin's (0-based) history chunks, in the part it falls in."""
         folder = _file_folder(coin["id"])
-        for page in history.pages:
-            name = f"coins/{folder}/chunk-{page.page:04d}.json"
-            files[name] = page.body
-            entries.append(_file_entry(name, page, "history", coin))
-    return Capture(capture_id, _manifest(HISTORY, run_id, vs_currency, hours, entries), files)
+        for page in pages:
+            self.add(f"coins/{folder}/chunk-{page.page:04d}.json", page, "history", 1 + number // self.coins_per_part, coin)
+
+    def finish(self) -> Capture:
+        """Write the manifest: from now on the capture exists."""
+        parts = max((entry["part"] for entry in self.manifest["files"]), default=1)
+        manifest = {**self.manifest, "parts": parts}
+        self.landing.put_manifest(self.capture_id, manifest)
+        return Capture(self.capture_id, manifest)
 
 
-def _row(capture_id: str, manifest: dict, entry: dict, hour: datetime, position: int, record, coin_id) -> dict:
-    return {
-        "coin_id": coin_id if isinstance(coin_id, str) else None,
-        "record_json": json.dumps(record),
-        "source": manifest["source"],
-        "vs_currency": manifest["vs_currency"],
-        "capture_id": capture_id,
-        "page": entry["page"],
-        "position": position,
-        "request": entry["request"],
-        "http_status": entry["status"],
-        "payload_sha256": entry["sha256"],
-        "ingested_at": datetime.fromisoformat(entry["fetched_at"]),
-        "run_id": manifest["run_id"],
-        "ingest_hour": hour,
+def snapshot_landing(landing: Landing, hour: datetime, vs_currency: str, run_id: str) -> CaptureLanding:
+    """The in-progress hour's ``/coins/markets`` pages, one capture."""
+    return CaptureLanding(landing, f"{snapshot_prefix(hour)}/{_stamp(run_id)}", SNAPSHOT, run_id, vs_currency, [hour])
+
+
+def history_landing(landing: Landing, hours: list[datetime], vs_currency: str, run_id: str,
+                    coins_per_part: int = COINS_PER_PART) -> CaptureLanding:
+    """Past hours rebuilt from each coin's ``market_chart/range`` chunks, one capture (the
+    ``/coins/markets`` pages the coins were chosen from, if fetched, are landed as ``universe``
+    files; they make no rows)."""
+    capture_id = f"{HISTORY_ROOT}/{_span_folder(hours)}/{_stamp(run_id)}"
+    return CaptureLanding(landing, capture_id, HISTORY, run_id, vs_currency, hours, coins_per_part)
+
+
+def _array(values, dtype: pa.DataType) -> pa.Array:
+    return values.cast(dtype) if isinstance(values, pa.Array) else pa.array(values, dtype)
+
+
+def _rows(capture: Capture, entry: dict, hours: pa.Array, positions, coin_ids, texts) -> pa.Table:
+    """One file's rows: the per-record columns given, the rest from the capture and the file."""
+    n = len(texts)
+    constant = lambda value, dtype: pa.repeat(pa.scalar(value, dtype), n)  # noqa: E731
+    columns = {
+        "coin_id": _array(coin_ids, pa.string()),
+        "record_json": _array(texts, pa.string()),
+        "source": constant(capture.source, pa.string()),
+        "vs_currency": constant(capture.manifest["vs_currency"], pa.string()),
+        "capture_id": constant(capture.capture_id, pa.string()),
+        "page": constant(entry["page"], pa.int32()),
+        "position": _array(positions, pa.int32()),
+        "request": constant(entry["request"], pa.string()),
+        "http_status": constant(entry["status"], pa.int32()),
+        "payload_sha256": constant(entry["sha256"], pa.string()),
+        "ingested_at": constant(datetime.fromisoformat(entry["fetched_at"]), TS),
+        "run_id": constant(capture.manifest["run_id"], pa.string()),
+        "ingest_hour": hours,
     }
+    return pa.table(columns, schema=_BRONZE_PHYSICAL)
 
 
-def _snapshot_rows(capture_id: str, manifest: dict, files: dict[str, bytes]) -> list[dict]:
-    """Every record of every page, in order; a record that is not an object with a string id
-    keeps a null coin_id (Silver quarantines it)."""
-    [hour] = [datetime.fromisoformat(h) for h in manifest["hours"]]
-    rows = []
-    for entry in manifest["files"]:
-        for position, record in enumerate(json.loads(files[entry["name"]])):
-            coin_id = record.get("id") if isinstance(record, dict) else None
-            rows.append(_row(capture_id, manifest, entry, hour, position, record, coin_id))
-    return rows
+def _snapshot_rows(capture: Capture, entry: dict, body: bytes) -> pa.Table:
+    """Every record of a page, in order; a record that is not an object with a string id keeps
+    a null coin_id (Silver quarantines it)."""
+    records = json.loads(body)
+    coin_ids = [r.get("id") if isinstance(r, dict) and isinstance(r.get("id"), str) else None for r in records]
+    [hour] = capture.hours
+    return _rows(capture, entry, pa.repeat(pa.scalar(hour, TS), len(records)), list(range(len(records))), coin_ids,
+                 [json.dumps(record) for record in records])
 
 
-def _history_rows(capture_id: str, manifest: dict, files: dict[str, bytes]) -> list[dict]:
-    """One reconstructed record per coin and wanted hour that has a price point.
+def _points(body: dict, name: str) -> tuple[np.ndarray, np.ndarray]:
+    """A series ``[[unix_ms, value], ...]`` as (ms, value) arrays sorted by time."""
+    points = np.asarray(body.get(name) or [], dtype=np.float64).reshape(-1, 2)
+    order = np.argsort(points[:, 0], kind="stable")
+    return points[order, 0].astype(np.int64), points[order, 1]
+
+
+def _value_at(series: tuple[np.ndarray, np.ndarray], ms: np.ndarray) -> pa.Array:
+    """The series' value at each of ``ms`` (null where it has none), as JSON number texts."""
+    stamps, values = series
+    at = np.minimum(np.searchsorted(stamps, ms), max(len(stamps) - 1, 0))
+    found = (at < len(stamps)) & (stamps[at] == ms) if len(stamps) else np.zeros(len(ms), bool)
+    return pc.cast(pa.array(values[at] if len(stamps) else np.zeros(len(ms)), mask=~found), pa.string())
+
+
+def _history_rows(capture: Capture, entry: dict, body: bytes, taken: dict[str, np.ndarray]) -> pa.Table | None:
+    """One reconstructed record per wanted hour of a coin's chunk that has a price point.
 
     Of several points in one hour (CoinGecko returns 5-minutely data for the last day) the
-    first is taken: the one nearest the hourly schedule's capture time.
+    first is taken: the one nearest the hourly schedule's capture time; an hour an earlier
+    chunk of the coin gave (ranges meet at their ends) is not taken again.
     """
-    wanted = {datetime.fromisoformat(h) for h in manifest["hours"]}
-    taken: dict[str, set[datetime]] = {}
-    rows = []
-    for entry in (e for e in manifest["files"] if e["kind"] == "history"):
-        coin = entry["coin"]
-        done = taken.setdefault(coin["id"], set())
-        body = json.loads(files[entry["name"]])
-        caps = {ms: value for ms, value in body.get("market_caps") or []}
-        volumes = {ms: value for ms, value in body.get("total_volumes") or []}
-        for position, (ms, price) in enumerate(body.get("prices") or []):
-            moment = datetime.fromtimestamp(ms / 1000, timezone.utc)
-            hour = floor_hour(moment)
-            if hour not in wanted or hour in done:
-                continue
-            done.add(hour)
-            record = {
-                "id": coin["id"], "symbol": coin["symbol"], "name": coin["name"], "current_price": price,
-                "market_cap": caps.get(ms), "total_volume": volumes.get(ms),
-                "last_updated": moment.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
-            }  # fmt: skip
-            rows.append(_row(capture_id, manifest, entry, hour, position, record, coin["id"]))
-    return rows
-
-
-def bronze_rows(capture_id: str, manifest: dict, files: dict[str, bytes]) -> pa.Table:
-    """The Bronze rows of a capture (without ``ingest_date``, which the lakehouse derives)."""
-    build = _snapshot_rows if manifest["source"] == SNAPSHOT else _history_rows
-    return pa.Table.from_pylist(build(capture_id, manifest, files), schema=_BRONZE_PHYSICAL)
+    parsed = json.loads(body)
+    prices = np.asarray(parsed.get("prices") or [], dtype=np.float64).reshape(-1, 2)
+    ms = prices[:, 0].astype(np.int64)
+    hour_ms = ms - ms % HOUR_MS
+    coin = entry["coin"]
+    wanted = np.array([int(hour.timestamp() * 1000) for hour in capture.hours], dtype=np.int64)
+    before = taken.get(coin["id"], np.empty(0, np.int64))
+    _, first = np.unique(hour_ms, return_index=True)
+    keep = np.sort(first[np.isin(hour_ms[first], wanted) & ~np.isin(hour_ms[first], before)])
+    if not len(keep):
+        return None
+    taken[coin["id"]] = np.concatenate([before, hour_ms[keep]])
+    ms, price = ms[keep], prices[keep, 1]
+    head = json.dumps({"id": coin["id"], "symbol": coin["symbol"], "name": coin["name"]})[:-1]
+    stamps = np.datetime_as_string(ms.astype("datetime64[ms]"), unit="ms")
+    texts = pc.binary_join_element_wise(
+        head + ', "current_price": ', pc.cast(pa.array(price), pa.string()),
+        ', "market_cap": ', _value_at(_points(parsed, "market_caps"), ms),
+        ', "total_volume": ', _value_at(_points(parsed, "total_volumes"), ms),
+        ', "last_updated": "', pa.array(stamps, pa.string()), 'Z"}',
+        "", null_handling="replace", null_replacement="null",
+    )  # fmt: skip
+    hours = pa.array(hour_ms[keep] * 1000, pa.int64()).cast(TS)
+    return _rows(capture, entry, hours, keep, pa.repeat(pa.scalar(coin["id"], pa.string()), len(keep)), texts)

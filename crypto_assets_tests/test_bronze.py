@@ -11,7 +11,8 @@ import pyarrow.compute as pc
 import pytest
 from dagster import DagsterInstance, EnvVar, materialize
 
-from crypto_assets.assets.bronze import bronze_coingecko_markets
+from crypto_assets.assets.bronze import Appended, append_capture_parts, bronze_coingecko_markets, duplicate_ids, unfinished_captures
+from crypto_assets.captures import history_landing
 from crypto_assets.partitions import HOUR, current_hour, hour_label, partition_key
 from crypto_assets.resources.coingecko import CoinGeckoResource
 from crypto_assets.resources.lakehouse import LakehouseResource, rows_per_hour
@@ -231,3 +232,42 @@ def test_a_key_with_a_trailing_newline_works_and_appears_nowhere(lake, tmp_path,
     for path in [*home.rglob("*"), *Path(lake.root).rglob("*")]:
         if path.is_file():
             assert key[6:].encode() not in path.read_bytes(), path
+
+
+def test_coins_limit_all_captures_every_listed_coin(lake, simulator):
+    now = current_hour()
+    result = capture(lake, simulator.base_url, now, limit=None)
+    assert result.success
+    metadata = result.asset_materializations_for_node("raw_data__bronze_coingecko_markets")[0].metadata
+    assert metadata["coins_requested"].value == "all"
+    assert metadata["coins_received"].value == metadata["coins_unique"].value == len(simulator.market.coins) == 400
+    assert metadata["pages_fetched"].value == 2
+    assert len(lake.read_window_arrow(BRONZE, now, now + HOUR)) == 400
+
+
+def test_a_history_capture_appended_in_parts_resumes_after_its_last_committed_part(lake, simulator):
+    """A run that died after committing part 1 of 2: the next run appends part 2 only."""
+    now = current_hour()
+    hours = [now - 3 * HOUR, now - 2 * HOUR]
+    client = CoinGeckoResource(base_url=simulator.base_url, calls_per_minute=60000).get_client()
+    coins = [{"id": c.id, "symbol": c.symbol, "name": c.name} for c in simulator.market.coins[:3]]
+    landing = history_landing(lake.landing, hours, "usd", "run-died", coins_per_part=2)
+    for number, coin in enumerate(coins):
+        landing.add_coin(number, coin, client.market_chart_range(coin["id"], hours[0], now - HOUR).pages)
+    landed = landing.finish()
+    assert landed.parts == 2
+    lake.append_capture(BRONZE, landed.part_rows(1, lake.landing), landed.capture_id, "run-died", part=1)
+    part_one = lake.read_window_arrow(BRONZE, hours[0], now)
+    assert sorted(set(part_one.column("coin_id").to_pylist())) == sorted(c["id"] for c in coins[:2])
+
+    [unfinished] = unfinished_captures(lake, hours[0], now)
+    appended = Appended()
+    append_capture_parts(lake, unfinished, "run-recovers", appended)
+    rows = lake.read_window_arrow(BRONZE, hours[0], now)
+    assert len(rows) == appended.records + len(part_one) == len(coins) * len(hours)
+    assert not duplicate_ids(rows.select(["ingest_hour", "capture_id", "coin_id"]))
+    assert unfinished_captures(lake, hours[0], now) == []
+    history = lake.delta_table(BRONZE).history()
+    assert [h.get("capture_part") for h in history[::-1]] == ["1", "2"]
+    append_capture_parts(lake, unfinished, "run-again", Appended())  # nothing left to add
+    assert lake.table_version(BRONZE) == 1

@@ -45,7 +45,7 @@ def bronze_window(rows, per_hour=None, missing=None, texts=()):
     table = pa.Table.from_pylist([dict(zip(("ingest_hour", "capture_id", "coin_id"), r)) for r in rows],
                                  schema=pa.schema([("ingest_hour", pa.timestamp("us", tz="UTC")),
                                                    ("capture_id", pa.string()), ("coin_id", pa.string())]))
-    return bronze.BronzeWindow(table, per_hour or {L0: len(rows)}, missing or {}, list(texts))
+    return bronze.BronzeWindow(per_hour or {L0: len(rows)}, bronze.duplicate_ids(table), missing or {}, list(texts))
 
 
 def test_bronze_hours_captured_fails_on_an_empty_hour():

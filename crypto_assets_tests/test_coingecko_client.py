@@ -275,3 +275,13 @@ def test_recorded_wrapped_bodies_are_refused(name):
     with Simulator(markets_file=path) as sim:
         with pytest.raises(CoinGeckoError, match="page 1.*HTTP 200.*refusing to unwrap"):
             client_for(sim, api_key=None).markets(100)
+
+
+@pytest.mark.parametrize("coins, pages", [(700, 3), (500, 3)])
+def test_no_limit_pages_to_the_end_of_the_list(coins, pages):
+    """CRYPTO_COINS_LIMIT=all: 250 a page until a short page (an empty one when the count divides)."""
+    with Simulator(coins=coins, api_key=KEY, now=NOW) as sim:
+        markets = client_for(sim).markets(None)
+        assert len(markets.records) == markets.unique_ids == coins
+        assert [q["page"] for q in market_queries(sim)] == [[str(p)] for p in range(1, pages + 1)]
+        assert all(q["per_page"] == ["250"] for q in market_queries(sim))

@@ -12,6 +12,7 @@ from deltalake import DeltaTable
 
 from crypto_assets.resources import lake_files
 from crypto_assets.resources.lakehouse import LakehouseError, LakehouseResource, WindowConflict, replanned
+from crypto_assets.resources.landing import LandingError
 from crypto_assets.tables import BRONZE, GOLD_OVERVIEW
 
 T0 = datetime(2026, 11, 24, 22, tzinfo=timezone.utc)
@@ -101,32 +102,39 @@ def landed_objects(lake: LakehouseResource) -> dict[str, bytes]:
     return {o["path"]: bytes(obstore.get(store, o["path"]).bytes()) for o in obstore.list(store).collect()}
 
 
+def land(lake: LakehouseResource, capture_id: str, files: dict[str, bytes]) -> None:
+    for name, body in files.items():
+        lake.landing.put(capture_id, name, body)
+    lake.landing.put_manifest(capture_id, {"files": [{"name": name} for name in files]})
+
+
 def test_a_capture_is_its_files_plus_a_manifest_written_last_and_never_rewritten(lake):
-    lake.write_capture("coingecko/markets/x", {"page-0001.json": b"[1]", "page-0002.json": b"[]"},
-                       {"files": [{"name": "page-0001.json"}, {"name": "page-0002.json"}]})
+    land(lake, "coingecko/markets/x", {"page-0001.json": b"[1]", "page-0002.json": b"[]"})
     assert sorted(landed_objects(lake)) == [f"coingecko/markets/x/{name}" for name in
                                             ("manifest.json", "page-0001.json", "page-0002.json")]
-    with pytest.raises(LakehouseError, match="never rewritten"):
-        lake.write_capture("coingecko/markets/x", {"page-0001.json": b"[2]"}, {"files": []})
+    with pytest.raises(LandingError, match="never rewritten"):
+        land(lake, "coingecko/markets/x", {"page-0001.json": b"[2]"})
     assert landed_objects(lake)["coingecko/markets/x/page-0001.json"] == b"[1]"
-    assert lake.landed_captures("coingecko") == ["coingecko/markets/x"]
-    assert lake.landing_children("coingecko") == ["markets"]
-    manifest, bodies = lake.read_capture("coingecko/markets/x")
-    assert bodies == {"page-0001.json": b"[1]", "page-0002.json": b"[]"}
+    assert lake.landing.captures("coingecko") == ["coingecko/markets/x"]
+    assert lake.landing.children("coingecko") == ["markets"]
+    assert [e["name"] for e in lake.landing.manifest("coingecko/markets/x")["files"]] == ["page-0001.json", "page-0002.json"]
+    assert lake.landing.read("coingecko/markets/x", "page-0001.json") == b"[1]"
 
 
 def test_a_folder_without_its_manifest_is_no_capture(lake):
     # a run died after landing a page, before writing the manifest
     obstore.put(lake_files.store(lake.landing_uri()), "coingecko/markets/crashed/page-0001.json", b"[1]")
-    assert lake.landed_captures("coingecko") == []
-    with pytest.raises(LakehouseError, match="exists already"):  # and its files are never overwritten
-        lake.write_capture("coingecko/markets/crashed", {"page-0001.json": b"[2]"}, {"files": []})
+    assert lake.landing.captures("coingecko") == []
+    with pytest.raises(LandingError, match="exists already"):  # and its files are never overwritten
+        land(lake, "coingecko/markets/crashed", {"page-0001.json": b"[2]"})
     assert landed_objects(lake) == {"coingecko/markets/crashed/page-0001.json": b"[1]"}
 
 
 def test_a_file_name_that_leaves_its_capture_folder_is_refused(lake, tmp_path):
-    with pytest.raises(LakehouseError, match="leaves its folder"):
-        lake.write_capture("coingecko/markets/y", {"../../escape.json": b"[]"}, {"files": []})
+    with pytest.raises(LandingError, match="leaves its folder"):
+        land(lake, "coingecko/markets/y", {"../../escape.json": b"[]"})
+    with pytest.raises(LandingError, match="leaves its folder"):
+        lake.landing.put_manifest("coingecko/markets/y", {"files": [{"name": "/etc/passwd"}]})
     assert landed_objects(lake) == {} and not list(tmp_path.rglob("escape.json"))
 
 

@@ -193,7 +193,9 @@ def test_materialising_the_current_hour_from_the_ui_succeeds(dagster, browser, s
     button(browser, "Materialize all…").click()
     dialog = WebDriverWait(browser, 30).until(EC.visibility_of_element_located((By.CSS_SELECTOR, "[role=dialog]")))
     assert f"materialize {len(EXPECTED_ASSETS)} assets" in dialog.text
-    partitions = dialog.find_element(By.CSS_SELECTOR, "input[placeholder='No matching partitions'], input[type=text]")
+    # The dialog opens before its partition picker has loaded the partitions: wait for the input.
+    partitions = WebDriverWait(dialog, 60).until(lambda d: next(iter(
+        d.find_elements(By.CSS_SELECTOR, "input[placeholder='No matching partitions'], input[type=text]")), None))
     key = partition_key(current_hour())
     partitions.click()
     partitions.send_keys(key, Keys.ENTER)

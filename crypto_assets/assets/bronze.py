@@ -18,25 +18,27 @@ run in the ``coingecko`` concurrency pool: one capture at a time across the inst
 
 import json
 import time
-from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, asset
+from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, asset, get_dagster_logger
 from pydantic import Field
 
 from crypto_assets import crashpoints
 from crypto_assets.assets.checks import Check, audit, specs
 from crypto_assets.assets.common import BACKFILL_POLICY, run_window, table_metadata
-from crypto_assets.captures import HISTORY_ROOT, Capture, history_capture, history_spans_overlapping, snapshot_capture, snapshot_prefix
-from crypto_assets.partitions import HOUR, current_hour, hour_label, hours_in, hourly_partitions
+from crypto_assets.captures import (
+    HISTORY_ROOT, SNAPSHOT, SNAPSHOT_ROOT, Capture, history_landing, history_spans_overlapping, snapshot_landing, snapshot_prefix,
+)  # fmt: skip
+from crypto_assets.partitions import HOUR, current_hour, hour_label, hours_in, hourly_partitions, window_label, window_slices
 from crypto_assets.resources.coingecko import CoinGeckoError, CoinGeckoResource
-from crypto_assets.resources.lakehouse import LakehouseResource, rows_per_hour
+from crypto_assets.resources.lakehouse import LakehouseResource, parts_committed, rows_per_hour
 from crypto_assets.tables import BRONZE
 from crypto_assets.transforms.silver import unknown_fields
 
+log = get_dagster_logger("crypto_assets.bronze")
 # How far back to look for the newest snapshot whose coins make the history universe.
 UNIVERSE_LOOKBACK = timedelta(days=7)
 # The Dagster concurrency pool of every step that calls CoinGecko (limit 1 in dagster.yaml).
@@ -86,74 +88,141 @@ def history_universe(lakehouse: LakehouseResource, fresh_snapshot, client, limit
 
 
 def capture_history(context, client, lakehouse: LakehouseResource, snapshot, hours: list[datetime],
-                    coingecko: CoinGeckoResource, run_id: str):
-    """Past hours never captured, from each coin's history fetched once for all of ``hours``.
+                    coingecko: CoinGeckoResource, run_id: str) -> tuple[Capture, list[str], dict]:
+    """Past hours never captured, from each coin's history fetched once for all of ``hours``,
+    each coin's chunks landed as they arrive (the capture exists once its manifest is written).
 
     A coin the API does not know (404: delisted since the snapshot) is a recorded gap, not a
-    failed run. Returns the capture, the hours each coin has no point for, and metadata.
+    failed run. Returns the capture, the coins not found, and metadata.
     """
     coins, universe_source, universe_pages = history_universe(lakehouse, snapshot, client, coingecko.coins_limit)
-    histories, not_found = [], []
-    for number, coin in enumerate(coins, start=1):
+    landing = history_landing(lakehouse.landing, hours, coingecko.vs_currency, run_id)
+    for page in universe_pages:
+        landing.add(f"universe/page-{page.page:04d}.json", page, "universe")
+    not_found = []
+    for number, coin in enumerate(coins):
         try:
-            histories.append((coin, client.market_chart_range(coin["id"], hours[0], hours[-1] + HOUR)))
+            history = client.market_chart_range(coin["id"], hours[0], hours[-1] + HOUR)
         except CoinGeckoError as error:
             if error.status != 404:
                 raise
             not_found.append(coin["id"])
             context.log.warning("history: CoinGecko does not know coin %r (404, delisted?): its hours are a gap", coin["id"])
-        if number % 50 == 0 or number == len(coins):
-            context.log.info("history: %d/%d coins fetched", number, len(coins))
-    capture = history_capture(histories, universe_pages, hours, coingecko.vs_currency, run_id)
-    rows = capture.rows
-    got = set(zip(rows.column("coin_id").to_pylist(), rows.column("ingest_hour").to_pylist()))
-    labels = [hour_label(hour) for hour in hours]
-    missing_points = {}
-    for coin in coins:
-        missing = [label for hour, label in zip(hours, labels) if (coin["id"], hour) not in got]
-        if missing:
-            missing_points[coin["id"]] = missing
+        else:
+            landing.add_coin(number, coin, history.pages)
+        if (number + 1) % 50 == 0 or number + 1 == len(coins):
+            context.log.info("history: %d/%d coins fetched and landed", number + 1, len(coins))
+    capture = landing.finish()
     metadata = {
         "history_universe": universe_source,
         "history_coins": len(coins),
         "coins_not_found": MetadataValue.json(not_found),
-        "coins_without_history": MetadataValue.json(
-            sorted(coin for coin, gaps in missing_points.items() if len(gaps) == len(hours))
-        ),
     }
-    return capture, missing_points, metadata
+    return capture, not_found, metadata
 
 
 def landed_captures_of(lakehouse: LakehouseResource, start: datetime, end: datetime) -> list[str]:
     """Every complete capture (manifest present) whose hours meet [start, end)."""
-    found = [capture for hour in hours_in(start, end) for capture in lakehouse.landed_captures(snapshot_prefix(hour))]
-    for span in history_spans_overlapping(lakehouse.landing_children(HISTORY_ROOT), start, end):
-        found += lakehouse.landed_captures(f"{HISTORY_ROOT}/{span}")
+    landing = lakehouse.landing
+    found = [capture for hour in hours_in(start, end) for capture in landing.captures(snapshot_prefix(hour))]
+    for span in history_spans_overlapping(landing.children(HISTORY_ROOT), start, end):
+        found += landing.captures(f"{HISTORY_ROOT}/{span}")
     return found
 
 
-def recover_landed_captures(context, lakehouse: LakehouseResource, start: datetime, end: datetime, run_id: str) -> list[str]:
-    """Append the captures of the window that were landed but never committed (their run died
-    in between): they are history already fetched, not something to fetch again."""
+def unfinished_captures(lakehouse: LakehouseResource, start: datetime, end: datetime) -> list[Capture]:
+    """The captures of the window that were landed but not (wholly) committed: their run died
+    in between. They are history already fetched, to append, not to fetch again."""
     delta = lakehouse.delta_table(BRONZE)
-    orphans = [c for c in landed_captures_of(lakehouse, start, end) if delta is None or delta.transaction_version(c) is None]
-    for capture_id in orphans:
-        manifest, files = lakehouse.read_capture(capture_id)
-        capture = Capture(capture_id, manifest, files)
-        lakehouse.append_capture(BRONZE, capture.rows, capture_id, run_id)
-        context.log.warning("Bronze: capture %s was landed by run %s but never committed; committed it now",
-                            capture_id, manifest["run_id"])
-    return orphans
+    unfinished = []
+    for capture_id in landed_captures_of(lakehouse, start, end):
+        committed = parts_committed(delta, capture_id)
+        if committed and capture_id.startswith(SNAPSHOT_ROOT):
+            continue  # a snapshot is one part: no manifest to read
+        capture = Capture(capture_id, lakehouse.landing.manifest(capture_id))
+        if committed < capture.parts:
+            unfinished.append(capture)
+    return unfinished
+
+
+class Appended:
+    """What this run appended, summarised part by part, so it stays small whatever the window:
+    record counts, the snapshot records' texts (for the drift check) and history gaps."""
+
+    def __init__(self, listed_coins: int = 50, listed_hours: int = 24):
+        self.records = 0
+        self.snapshot_texts: list[str] = []
+        self.missing_points: dict[str, list[str]] = {}  # coin -> its first hours without a point
+        self.gap_hours = 0
+        self.coins_without_history: list[str] = []
+        self._listed_coins, self._listed_hours = listed_coins, listed_hours
+
+    def add(self, capture: Capture, part: int, rows: pa.Table) -> None:
+        self.records += len(rows)
+        if capture.source == SNAPSHOT:
+            self.snapshot_texts += rows.column("record_json").to_pylist()
+            return
+        coins = dict.fromkeys(e["coin"]["id"] for e in capture.manifest["files"]
+                              if e["kind"] == "history" and e.get("part", 1) == part)
+        present = rows.group_by("coin_id").aggregate([("ingest_hour", "list")])
+        hours_of = dict(zip(present.column("coin_id").to_pylist(), present.column("ingest_hour_list").to_pylist()))
+        for coin in coins:
+            self.gap(coin, capture.hours, set(hours_of.get(coin, ())))
+
+    def gap(self, coin: str, hours: list[datetime], present: set[datetime]) -> None:
+        missing = [hour for hour in hours if hour not in present]
+        if not missing:
+            return
+        self.gap_hours += len(missing)
+        if len(missing) == len(hours):
+            self.coins_without_history.append(coin)
+        if len(self.missing_points) < self._listed_coins:
+            self.missing_points[coin] = [hour_label(hour) for hour in missing[: self._listed_hours]]
+
+
+def append_capture_parts(lakehouse: LakehouseResource, capture: Capture, run_id: str, appended: Appended) -> None:
+    """Append the parts of ``capture`` Bronze does not hold yet, one commit each, in order."""
+    for part in range(parts_committed(lakehouse.delta_table(BRONZE), capture.capture_id) + 1, capture.parts + 1):
+        rows = capture.part_rows(part, lakehouse.landing)
+        lakehouse.append_capture(BRONZE, rows, capture.capture_id, run_id, part)
+        appended.add(capture, part, rows)
+        if capture.parts > 1:
+            log.info("Bronze: capture %s part %d/%d: %d rows", capture.capture_id, part, capture.parts, len(rows))
 
 
 @dataclass(frozen=True)
 class BronzeWindow:
-    """What Bronze's checks look at: the window after this run, and what it added."""
+    """What Bronze's checks look at: the window after this run (summarised slice by slice),
+    and what it added."""
 
-    rows: pa.Table  # ingest_hour, coin_id, capture_id of every row of the window
     rows_per_hour: dict[str, int]
+    duplicates: list[str]  # "hour coin" of a coin twice in one capture of an hour
     missing_points: dict[str, list[str]]  # coin -> history hours without a price point
-    new_record_texts: list[str]
+    new_snapshot_texts: list[str]
+
+
+def duplicate_ids(rows: pa.Table) -> list[str]:
+    """"hour coin" of every coin found twice in one capture of an hour (``rows``: ingest_hour,
+    capture_id, coin_id)."""
+    counts = rows.filter(pc.is_valid(rows.column("coin_id"))).group_by(["ingest_hour", "capture_id", "coin_id"]).aggregate(
+        [([], "count_all")])
+    twice = counts.filter(pc.greater(counts.column("count_all"), 1))
+    return sorted({f"{hour_label(hour)} {coin}" for hour, coin in
+                   zip(twice.column("ingest_hour").to_pylist(), twice.column("coin_id").to_pylist())})
+
+
+def window_summary(lakehouse: LakehouseResource, start: datetime, end: datetime) -> tuple[dict[str, int], list[str], set[str]]:
+    """Rows per hour, duplicate ids and capture ids of Bronze's [start, end), read a slice at a
+    time (a year of Bronze does not fit in memory at once)."""
+    per_hour: dict[str, int] = {}
+    duplicates: list[str] = []
+    capture_ids: set[str] = set()
+    for slice_start, slice_end in window_slices(start, end, lakehouse.slice_hours):
+        rows = lakehouse.read_window_arrow(BRONZE, slice_start, slice_end, columns=["ingest_hour", "capture_id", "coin_id"])
+        per_hour.update(rows_per_hour(rows, slice_start, slice_end))
+        duplicates += duplicate_ids(rows)
+        capture_ids.update(pc.unique(rows.column("capture_id")).to_pylist())
+    return per_hour, duplicates, capture_ids
 
 
 def _hours_captured(window: BronzeWindow) -> tuple[bool, dict]:
@@ -163,21 +232,18 @@ def _hours_captured(window: BronzeWindow) -> tuple[bool, dict]:
 
 
 def _no_duplicate_ids(window: BronzeWindow) -> tuple[bool, dict]:
-    columns = (window.rows.column(name).to_pylist() for name in ("ingest_hour", "capture_id", "coin_id"))
-    seen = Counter(zip(*columns))
-    duplicates = sorted({f"{hour_label(hour)} {coin}" for (hour, _, coin), n in seen.items() if n > 1 and coin is not None})
-    return not duplicates, {"duplicates": MetadataValue.json(duplicates[:50]), "count": len(duplicates)}
+    return not window.duplicates, {"duplicates": MetadataValue.json(window.duplicates[:50]), "count": len(window.duplicates)}
 
 
 def _no_schema_drift(window: BronzeWindow) -> tuple[bool, dict]:
-    drift = unknown_fields(window.new_record_texts)
+    drift = unknown_fields(window.new_snapshot_texts)
     return not drift, {"unknown_fields": MetadataValue.json(dict(drift))}
 
 
 CHECKS = (
     Check("hours_captured", "Every hour of the window has records (history gaps are named).", _hours_captured),
     Check("no_duplicate_ids", "No coin twice in one capture of an hour (ranks shifting while paging).", _no_duplicate_ids),
-    Check("no_schema_drift", "Records carry only fields we know (new ones stay in record_json).", _no_schema_drift),
+    Check("no_schema_drift", "Snapshot records carry only fields we know (new ones stay in record_json).", _no_schema_drift),
 )
 
 
@@ -206,17 +272,23 @@ def bronze_coingecko_markets(
     run_id = context.run.run_id
     lakehouse.check_reachable()  # a lake that cannot be written must not cost API calls
 
-    recovered = recover_landed_captures(context, lakehouse, start, end, run_id)
-    captured_hours = set(lakehouse.read_window_arrow(BRONZE, start, end, columns=["ingest_hour"]).column("ingest_hour").to_pylist())
+    unfinished = unfinished_captures(lakehouse, start, end)
+    appended = Appended()
+    for capture in unfinished:
+        append_capture_parts(lakehouse, capture, run_id, appended)
+        context.log.warning("Bronze: capture %s was landed by run %s but not committed; committed it now",
+                            capture.capture_id, capture.manifest["run_id"])
+    captured_hours = set(pc.unique(lakehouse.read_window_arrow(BRONZE, start, end, columns=["ingest_hour"])
+                                   .column("ingest_hour")).to_pylist())
     reuse = [] if config.refetch else [hour for hour in hours if hour in captured_hours]
     snapshot_hours = [hour for hour in hours if hour == now_hour and hour not in reuse]
     history_hours = [hour for hour in hours if hour < now_hour and hour not in reuse]
     context.log.info(
         "Bronze %s: %d hours re-used, %d snapshot, %d from history, %d landed captures recovered",
-        f"{hour_label(start)}…{hour_label(end - HOUR)}", len(reuse), len(snapshot_hours), len(history_hours), len(recovered),
+        window_label(start, end), len(reuse), len(snapshot_hours), len(history_hours), len(unfinished),
     )
 
-    # Fetch first: a failure here leaves no trace anywhere.
+    # Fetch and land (bodies as they arrive, each capture's manifest last), then append.
     client = coingecko.get_client() if snapshot_hours or history_hours else None
     fetch_started = time.monotonic()
     captures: list[Capture] = []
@@ -224,46 +296,49 @@ def bronze_coingecko_markets(
     snapshot = None
     if snapshot_hours:
         snapshot = client.markets(coingecko.coins_limit)
-        captures.append(snapshot_capture(snapshot, now_hour, coingecko.vs_currency, run_id))
+        landing = snapshot_landing(lakehouse.landing, now_hour, coingecko.vs_currency, run_id)
+        for page in snapshot.pages:
+            landing.add(f"page-{page.page:04d}.json", page, "markets")
+        captures.append(landing.finish())
         metadata.update(
-            coins_requested=snapshot.requested,
+            coins_requested=snapshot.requested if snapshot.requested is not None else "all",
             coins_received=len(snapshot.records),
             coins_unique=snapshot.unique_ids,
             pages_fetched=len(snapshot.pages),
             duplicate_ids=MetadataValue.json(snapshot.duplicate_ids),
         )
-    missing_points: dict[str, list[str]] = {}
+    not_found: list[str] = []
     if history_hours:
-        capture, missing_points, history_metadata = capture_history(
+        capture, not_found, history_metadata = capture_history(
             context, client, lakehouse, snapshot, history_hours, coingecko, run_id
         )
         captures.append(capture)
         metadata.update(history_metadata)
     metadata["fetch_seconds"] = round(time.monotonic() - fetch_started, 3)
-
-    # Then land each capture (files, manifest last) and append it: other captures stay as they are.
-    new_texts: list[str] = []
     for capture in captures:
-        path = lakehouse.write_capture(capture.capture_id, capture.files, capture.manifest)
-        context.log.info("landed %d files in %s", len(capture.files), path)
-        crashpoints.reached("bronze.landed")
-        rows = capture.rows
-        lakehouse.append_capture(BRONZE, rows, capture.capture_id, run_id)
-        crashpoints.reached("bronze.committed")
-        new_texts += rows.column("record_json").to_pylist()
+        context.log.info("landed %d files in %s", len(capture.manifest["files"]), lakehouse.landing.uri_of(capture.capture_id))
+    crashpoints.reached("bronze.landed")
 
-    window_rows = lakehouse.read_window_arrow(BRONZE, start, end)
-    per_hour = rows_per_hour(window_rows, start, end)
-    window = BronzeWindow(window_rows.select(["ingest_hour", "capture_id", "coin_id"]), per_hour, missing_points, new_texts)
+    for capture in captures:
+        append_capture_parts(lakehouse, capture, run_id, appended)
+    for coin in not_found:
+        appended.gap(coin, history_hours, set())
+    crashpoints.reached("bronze.committed")
+
+    per_hour, duplicates, capture_ids = window_summary(lakehouse, start, end)
+    window = BronzeWindow(per_hour, duplicates, appended.missing_points, appended.snapshot_texts)
     metadata.update(
         hours_reused=len(reuse),
         hours_snapshot=len(snapshot_hours),
         hours_history=len(history_hours),
-        history_hours_without_points=MetadataValue.json(missing_points),
-        new_records=len(new_texts),
+        history_hours_without_points=MetadataValue.json(appended.missing_points),
+        history_gap_hours=appended.gap_hours,
+        coins_without_history=MetadataValue.json(sorted(appended.coins_without_history)),
+        new_records=appended.records,
         captures_added=MetadataValue.json([capture.capture_id for capture in captures]),
-        captures_recovered=MetadataValue.json(recovered),
-        captures_in_window=len(set(window_rows.column("capture_id").to_pylist())),
-        **table_metadata(BRONZE, lakehouse, lakehouse.table_version(BRONZE), per_hour, window_rows),
+        captures_recovered=MetadataValue.json([capture.capture_id for capture in unfinished]),
+        captures_in_window=len(capture_ids),
+        **table_metadata(BRONZE, lakehouse, lakehouse.table_version(BRONZE), per_hour,
+                         lakehouse.read_window_arrow(BRONZE, end - HOUR, end)),
     )
     return MaterializeResult(metadata=metadata, check_results=audit(BRONZE.asset_key, CHECKS, window))

@@ -17,9 +17,9 @@ BACKFILL_POLICY = BackfillPolicy.single_run()
 # the hour, so a warning when one is over 15 minutes late, a failure (red in the UI) once a
 # whole hour is missing.
 FRESHNESS_POLICY = FreshnessPolicy.time_window(fail_window=timedelta(hours=2), warn_window=timedelta(minutes=75))
-# The cap on one run's window, so a mistaken year-long backfill fails fast instead of
-# exhausting memory hours later.
-MAX_HOURS_PER_RUN_DEFAULT = 24 * 31
+# The cap on one run's window, a guard against a mistaken range (memory does not grow with the
+# window: every layer works a slice at a time): a year and a day.
+MAX_HOURS_PER_RUN_DEFAULT = 24 * 366
 
 
 def run_window(context: AssetExecutionContext) -> tuple[datetime, datetime]:

@@ -31,6 +31,8 @@ log = get_dagster_logger("crypto_assets.coingecko")
 MARKETS = "/coins/markets"
 HISTORY = "/coins/{id}/market_chart/range"
 MAX_PER_PAGE = 250
+# CRYPTO_COINS_LIMIT=all pages to the end of /coins/markets, but not past this many pages.
+MAX_PAGES_ALL = 200
 HISTORY_CHUNK = timedelta(days=90)  # CoinGecko serves hourly points only for ranges up to 90 days
 PLANS = {
     "demo": ("https://api.coingecko.com/api/v3", "x-cg-demo-api-key", 30.0),
@@ -336,12 +338,13 @@ class CoinGeckoClient:
             raise self._error("not a JSON object", endpoint="/ping", status=200, body=api_page.body)
         return payload
 
-    def markets(self, limit: int) -> MarketsCapture:
-        """The top ``limit`` coins by market cap, in ``ceil(limit/250)`` evenly sized pages."""
-        if limit < 1:
+    def markets(self, limit: Optional[int]) -> MarketsCapture:
+        """The top ``limit`` coins by market cap, in ``ceil(limit/250)`` evenly sized pages; with
+        ``limit=None`` every coin, 250 a page until a page comes back short."""
+        if limit is not None and limit < 1:
             raise ValueError(f"limit must be >= 1, got {limit}")
-        page_count = math.ceil(limit / MAX_PER_PAGE)
-        per_page = math.ceil(limit / page_count)
+        page_count = math.ceil(limit / MAX_PER_PAGE) if limit is not None else MAX_PAGES_ALL
+        per_page = math.ceil(limit / page_count) if limit is not None else MAX_PER_PAGE
         pages: list[ApiPage] = []
         records: list[tuple[int, int, object]] = []
         started = time.monotonic()
@@ -354,11 +357,16 @@ class CoinGeckoClient:
             pages.append(api_page)
             records.extend((page, position, row) for position, row in enumerate(rows))
             log.info(
-                "markets page %d/%d: %d records (%d bytes), %.2fs elapsed",
-                page, page_count, len(rows), len(api_page.body), time.monotonic() - started,
+                "markets page %d/%s: %d records (%d bytes), %.2fs elapsed",
+                page, page_count if limit is not None else "?", len(rows), len(api_page.body), time.monotonic() - started,
             )  # fmt: skip
             if len(rows) < per_page:
                 break
+        else:
+            if limit is None and page_count == MAX_PAGES_ALL:
+                raise self._error(f"still full pages after {MAX_PAGES_ALL} pages of {per_page}: refusing to page on",
+                                  endpoint=MARKETS, page=page_count, status=200,
+                                  hint="CoinGecko lists under 20,000 coins; set CRYPTO_COINS_LIMIT to a number")
         counts: dict[str, int] = {}
         for _, _, row in records:
             coin_id = row.get("id") if isinstance(row, dict) else None
@@ -433,7 +441,7 @@ class CoinGeckoResource(ConfigurableResource):
     plan: str = "demo"
     base_url: Optional[str] = None
     vs_currency: str = "usd"
-    coins_limit: int = 250
+    coins_limit: Optional[int] = 250  # None: every coin /coins/markets lists
     price_change_timeframes: str = "1h,24h,7d"
     timeout_seconds: float = 30.0
     calls_per_minute: Optional[float] = None
@@ -448,8 +456,8 @@ class CoinGeckoResource(ConfigurableResource):
         clean_api_key(self.api_key)
         if self.plan not in PLANS:
             raise ValueError(f"COINGECKO_PLAN must be 'demo' or 'pro', got {self.plan!r}")
-        if not 1 <= self.coins_limit <= 10000:
-            raise ValueError(f"CRYPTO_COINS_LIMIT must be between 1 and 10000, got {self.coins_limit}")
+        if self.coins_limit is not None and not 1 <= self.coins_limit <= 10000:
+            raise ValueError(f"CRYPTO_COINS_LIMIT must be between 1 and 10000, or 'all', got {self.coins_limit}")
         if self.calls_per_minute is not None and self.calls_per_minute <= 0:
             raise ValueError(f"calls_per_minute must be > 0, got {self.calls_per_minute}")
         if self.timeout_seconds <= 0 or self.max_attempts < 1:

@@ -29,12 +29,12 @@ import pyarrow.dataset as pads
 from dagster import ConfigurableResource, get_dagster_logger
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
-from obstore.exceptions import AlreadyExistsError
 from pydantic import Field
 
 from crypto_assets.partitions import hour_label, hours_in, window_label
 from crypto_assets.resources import lake_files
 from crypto_assets.resources.lake_root import LakeRoot
+from crypto_assets.resources.landing import Landing
 from crypto_assets.tables import LakeTable
 
 if TYPE_CHECKING:
@@ -44,8 +44,6 @@ if TYPE_CHECKING:
 log = get_dagster_logger("crypto_assets.lakehouse")
 
 STATS_PROPERTY = "delta.dataSkippingStatsColumns"
-# The file that makes a landing folder a capture: written last, never overwritten.
-MANIFEST = "manifest.json"
 # How often a window write is re-planned after losing a race before the run gives up.
 REPLAN_ATTEMPTS = 4
 
@@ -109,6 +107,11 @@ def replanned(what: str, plan_and_commit: Callable[[], T], attempts: int = REPLA
                 ) from None
             log.warning("%s: %s; re-planning on the fresh snapshot (attempt %d of %d)", what, conflict, attempt + 1, attempts)
     raise AssertionError("unreachable")
+
+
+def parts_committed(delta: DeltaTable | None, capture_id: str) -> int:
+    """How many parts of a capture a table holds (parts are committed in order)."""
+    return (delta.transaction_version(capture_id) or 0) if delta is not None else 0
 
 
 def rows_per_hour(data: pa.Table, start: datetime, end: datetime) -> dict[str, int]:
@@ -226,26 +229,27 @@ class LakehouseResource(ConfigurableResource):
         log.info("%s: wrote %d rows for %d hours (version %d)", table.path, len(data), len(per_hour), version)
         return WriteResult(table.path, version, len(data), per_hour)
 
-    def append_capture(self, table: LakeTable, data: pa.Table, capture_id: str, run_id: str) -> int | None:
-        """Add one capture's rows, at most once: the commit carries an application transaction
-        named after the capture, so a second commit of it (a rerun recovering a crash, two runs
-        recovering the same capture) conflicts or is skipped. Returns the version, or None when
-        the capture was committed already."""
+    def append_capture(self, table: LakeTable, data: pa.Table, capture_id: str, run_id: str, part: int = 1) -> int | None:
+        """Add part ``part`` (1, 2, …) of one capture's rows, at most once: the commit carries an
+        application transaction named after the capture with the part as its version, so a second
+        commit of it (a rerun recovering a crash, two runs recovering the same capture) conflicts
+        or is skipped, and a capture appended in parts resumes after its last committed part.
+        Returns the version, or None when that part was committed already."""
         data = self.conform(table, data)
         properties = CommitProperties(
-            custom_metadata={"dagster_run_id": run_id, "capture_id": capture_id},
-            app_transactions=[Transaction(app_id=capture_id, version=1)],
+            custom_metadata={"dagster_run_id": run_id, "capture_id": capture_id, "capture_part": str(part)},
+            app_transactions=[Transaction(app_id=capture_id, version=part)],
         )
         for attempt in range(1, REPLAN_ATTEMPTS + 1):
             pin = self.pin(table)
-            if pin.delta is not None and pin.delta.transaction_version(capture_id) is not None:
+            if parts_committed(pin.delta, capture_id) >= part:
                 return None
             try:
                 version = self._commit(pin, data, f"capture {capture_id}", properties, mode="append")
             except WindowConflict as conflict:
                 log.warning("%s; checking whether the capture is in and retrying (attempt %d)", conflict, attempt + 1)
                 continue
-            log.info("%s: appended capture %s, %d rows (version %d)", table.path, capture_id, len(data), version)
+            log.info("%s: appended capture %s part %d, %d rows (version %d)", table.path, capture_id, part, len(data), version)
             return version
         raise LakehouseError(f"{table.path}: capture {capture_id} could not be committed after {REPLAN_ATTEMPTS} attempts")
 
@@ -311,41 +315,6 @@ class LakehouseResource(ConfigurableResource):
     def landing_uri(self, relative: str = "") -> str:
         return self.lake_root.join("raw_data", "landing", relative)
 
-    def _landing(self):
-        return lake_files.store(self.landing_uri())
-
-    def write_capture(self, capture_id: str, files: dict[str, bytes], manifest: dict) -> str:
-        """Land a capture's response bodies byte for byte, then its manifest, last.
-
-        A folder without its manifest (a crash while writing) is no capture: readers ignore it.
-        Every object is created with a conditional put that fails if it exists, so nothing is
-        ever overwritten, on a folder or an object store alike (they have no rename).
-        """
-        store = self._landing()
-        for name in (*files, MANIFEST):
-            if name.startswith("/") or any(part in ("", ".", "..") for part in name.split("/")):
-                raise LakehouseError(f"capture {capture_id}: file name {name!r} leaves its folder")
-        try:
-            for name, body in files.items():
-                obstore.put(store, f"{capture_id}/{name}", body, mode="create")
-            obstore.put(store, f"{capture_id}/{MANIFEST}", json.dumps(manifest, indent=1, sort_keys=True).encode(),
-                        mode="create")
-        except AlreadyExistsError:
-            raise LakehouseError(f"capture {capture_id} exists already: captures are never rewritten") from None
-        return self.landing_uri(capture_id)
-
-    def landing_children(self, prefix: str) -> list[str]:
-        """Names of the folders directly under landing folder ``prefix``."""
-        listing = obstore.list_with_delimiter(self._landing(), prefix.rstrip("/") + "/")
-        return sorted(path.rstrip("/").rsplit("/", 1)[-1] for path in listing["common_prefixes"])
-
-    def landed_captures(self, prefix: str) -> list[str]:
-        """Ids of the complete captures (manifest present) under landing folder ``prefix``."""
-        objects = obstore.list(self._landing(), prefix=prefix.rstrip("/") + "/").collect()
-        return sorted(o["path"].removesuffix("/" + MANIFEST) for o in objects if o["path"].endswith("/" + MANIFEST))
-
-    def read_capture(self, capture_id: str) -> tuple[dict, dict[str, bytes]]:
-        """A landed capture's manifest and the bodies of the files it lists."""
-        store = self._landing()
-        manifest = json.loads(bytes(obstore.get(store, f"{capture_id}/{MANIFEST}").bytes()))
-        return manifest, {e["name"]: bytes(obstore.get(store, f"{capture_id}/{e['name']}").bytes()) for e in manifest["files"]}
+    @property
+    def landing(self) -> Landing:
+        return Landing(self.landing_uri())

@@ -186,15 +186,25 @@ class Market:
         Values are those of the UTC hour containing ``moment``; only ``last_updated`` depends
         on the moment itself (moment minus a per-coin lag).
         """
-        moment = to_utc(moment)
-        hour = int(moment.timestamp()) // HOUR_SECONDS
+        return self.stamped(self.unstamped_snapshot(moment, timeframes, vs_currency), moment)
+
+    def unstamped_snapshot(self, moment: datetime, timeframes: tuple[str, ...] = DEFAULT_TIMEFRAMES,
+                           vs_currency: str = "usd") -> list[dict]:
+        """The hour's records (cached, shared: do not change them) without ``last_updated``, so a
+        server paging through 18,000 coins stamps only the page it serves."""
+        hour = int(to_utc(moment).timestamp()) // HOUR_SECONDS
         timeframes = tuple(tf for tf in timeframes if tf in TIMEFRAME_HOURS)
-        records = [dict(r) for r in self._snapshot(hour, timeframes, vs_currency)]
+        return self._snapshot(hour, timeframes, vs_currency)
+
+    def stamped(self, records: list[dict], moment: datetime) -> list[dict]:
+        """Copies of ``records`` with ``last_updated`` as of ``moment`` (minus each coin's lag)."""
+        moment = to_utc(moment)
+        stamped = []
         for record in records:
             coin = self.by_id[record["id"]]
             lag = coin.lag_seconds + coin.stale_hours * HOUR_SECONDS
-            record["last_updated"] = iso_ms(moment - timedelta(seconds=lag))
-        return records
+            stamped.append({**record, "last_updated": iso_ms(moment - timedelta(seconds=lag))})
+        return stamped
 
     def _compute_snapshot(self, hour: int, timeframes: tuple[str, ...], vs_currency: str) -> list[dict]:
         rate = CURRENCY_RATES[vs_currency]

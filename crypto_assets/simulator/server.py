@@ -279,15 +279,15 @@ class Simulator:
             return 200, {}, self.markets_file.read_bytes() if page == 1 else b"[]"
         per_page = min(max(_int(query.get("per_page"), 100), 1), 250)
         timeframes = tuple(t.strip() for t in query.get("price_change_percentage", "").split(",") if t.strip())
-        records = self.market.snapshot(self.clock(), timeframes, vs_currency)
-        records = _order(records, query.get("order", "market_cap_desc"))
+        moment = self.clock()
+        records = _order(self.market.unstamped_snapshot(moment, timeframes, vs_currency), query.get("order", "market_cap_desc"))
         if query.get("ids"):
             wanted = {i.strip() for i in query["ids"].split(",")}
             records = [r for r in records if r["id"] in wanted]
         start = (max(page, 1) - 1) * per_page
         if fault and fault.fault == "duplicates" and page > 1:
             start = max(start - int(fault.opts.get("count", 3)), 0)
-        rows = records[start : start + per_page]
+        rows = self.market.stamped(records[start : start + per_page], moment)
         if fault:
             rows = _mangle(rows, fault)
         payload: object = rows
