@@ -66,6 +66,7 @@ bench: setup
 	$(PY) -m benchmarks.warehouse_load
 	$(PY) -m benchmarks.pruning
 	$(PY) -m benchmarks.scaleout
+	$(PY) -m benchmarks.scale
 
 clean:
 	rm -rf data

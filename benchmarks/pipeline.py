@@ -40,13 +40,15 @@ STAGES = {
 }
 
 
-def run_once(base_url: str, coins: int, partition_args: list[str], lake: str | None = None,
-             extra_env: dict[str, str] | None = None) -> dict[str, float]:
+def run_once(base_url: str, coins: int | str, partition_args: list[str], lake: str | None = None,
+             extra_env: dict[str, str] | None = None, workdir: Path | None = None) -> dict[str, float]:
     """One CLI run in a fresh lakehouse (a temporary folder unless ``lake`` is given), warehouse
-    and Dagster home; its figures."""
-    with tempfile.TemporaryDirectory(prefix="crypto_bench_") as tmp:
+    and Dagster home, or in those of ``workdir`` (kept, so a later run sees this one's tables);
+    its figures."""
+    with tempfile.TemporaryDirectory(prefix="crypto_bench_") as scratch:
+        tmp = workdir or Path(scratch)
         home = Path(tmp, "home")
-        home.mkdir()
+        home.mkdir(exist_ok=True)
         env = {
             **os.environ,
             "DAGSTER_HOME": str(home),
@@ -100,7 +102,7 @@ def tree_rss(pid: int) -> int:
 def report(name: str, runs: list[dict[str, float]]) -> dict[str, float]:
     medians = {key: statistics.median(run[key] for run in runs) for key in runs[0]}
     stages = "  ".join(f"{stage} {medians[stage]:6.1f}s" for stage in ("fetch", *STAGES))
-    print(f"{name:28s} wall {medians['wall']:6.1f}s  peak RSS {medians['peak_rss_mb']:6.0f} MB  |  {stages}")
+    print(f"{name:36s} wall {medians['wall']:6.1f}s  peak RSS {medians['peak_rss_mb']:6.0f} MB  |  {stages}")
     return medians
 
 
@@ -117,7 +119,7 @@ def main() -> None:
                                               for _ in range(args.repeat)])
         day = report("24-hour backfill, one run", [run_once(simulator.base_url, args.coins, ["--partition-range", backfill])
                                                    for _ in range(args.repeat)])
-    print(f"{'reference: 24 hourly runs':28s} wall {24 * hour['wall']:6.1f}s  (24 × one hour)")
+    print(f"{'reference: 24 hourly runs':36s} wall {24 * hour['wall']:6.1f}s  (24 × one hour)")
     print(f"single-run backfill is {24 * hour['wall'] / day['wall']:.1f}× faster than hour by hour; "
           f"{args.coins * 24 / day['wall']:.0f} coin-hours/s")
 

@@ -26,8 +26,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from crypto_assets.partitions import floor_hour
-from crypto_assets.resources.coingecko import ApiPage, safe_segment
+from crypto_assets.resources.coingecko import ApiPage, MarketsCapture, safe_segment
 from crypto_assets.resources.landing import Landing
 from crypto_assets.tables import BRONZE, TS
 
@@ -151,9 +150,12 @@ class CaptureLanding:
         return Capture(self.capture_id, manifest)
 
 
-def snapshot_landing(landing: Landing, hour: datetime, vs_currency: str, run_id: str) -> CaptureLanding:
-    """The in-progress hour's ``/coins/markets`` pages, one capture."""
-    return CaptureLanding(landing, f"{snapshot_prefix(hour)}/{_stamp(run_id)}", SNAPSHOT, run_id, vs_currency, [hour])
+def land_snapshot(landing: Landing, markets: MarketsCapture, hour: datetime, vs_currency: str, run_id: str) -> Capture:
+    """The in-progress hour's ``/coins/markets`` pages, landed as one capture."""
+    capture = CaptureLanding(landing, f"{snapshot_prefix(hour)}/{_stamp(run_id)}", SNAPSHOT, run_id, vs_currency, [hour])
+    for page in markets.pages:
+        capture.add(f"page-{page.page:04d}.json", page, "markets")
+    return capture.finish()
 
 
 def history_landing(landing: Landing, hours: list[datetime], vs_currency: str, run_id: str,

@@ -77,11 +77,14 @@ def running(command: list[str], port: int, what: str, log: Path, env: dict | Non
 
 
 @contextmanager
-def s3_server(log_dir: Path):
-    """moto's S3 server: yields the environment that points delta-rs and obstore at it."""
+def s3_server(log_dir: Path, checks_credentials: bool = False):
+    """moto's S3 server: yields the environment that points delta-rs and obstore at it. One that
+    ``checks_credentials`` knows no access key at all (moto's IAM starts empty), so it refuses
+    every request as a store refuses wrong credentials."""
     port = free_port()
+    env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "0"} if checks_credentials else None
     with running([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)], port, "moto S3 server",
-                 log_dir / "moto.log"):
+                 log_dir / f"moto{'-auth' if checks_credentials else ''}.log", env=env):
         yield {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ALLOW_HTTP": "true", **S3_KEYS}
 
 

@@ -8,6 +8,7 @@ Each file is served byte for byte; the capture is dated at the file's own time (
 from __future__ import annotations
 
 import json
+import tempfile
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -16,9 +17,10 @@ import pytest
 from pyspark.sql import functions as F
 
 from crypto_assets.assets.silver import stablecoin_peg_breaks
-from crypto_assets.captures import snapshot_capture
+from crypto_assets.captures import land_snapshot
 from crypto_assets.partitions import floor_hour
 from crypto_assets.resources.coingecko import CoinGeckoError, CoinGeckoResource
+from crypto_assets.resources.landing import Landing
 from crypto_assets.simulator import Simulator
 from crypto_assets.tables import BRONZE
 from crypto_assets.transforms.silver import SilverRules, clean_markets, unknown_fields
@@ -34,11 +36,13 @@ def file_time(records: list[dict]) -> datetime:
 
 
 def replay(path: Path, spark):
-    """(bronze rows, silver, quarantine) for one recorded file."""
+    """(bronze rows, silver, quarantine) for one recorded file, landed and read back as a run would."""
     with Simulator(markets_file=path) as sim:
         markets = CoinGeckoResource(base_url=sim.base_url, calls_per_minute=60000).get_client().markets(250)
     captured_at = file_time([record for _, _, record in markets.records]) + timedelta(seconds=30)
-    rows = snapshot_capture(markets, floor_hour(captured_at), "usd", "replay-run").rows.to_pylist()
+    with tempfile.TemporaryDirectory(prefix="replay_landing_") as folder:
+        landing = Landing(folder)
+        rows = land_snapshot(landing, markets, floor_hour(captured_at), "usd", "replay-run").part_rows(1, landing).to_pylist()
     for row in rows:
         row.update(ingested_at=captured_at)
     columns = [f for f in BRONZE.arrow_schema if f.name != "ingest_date"]

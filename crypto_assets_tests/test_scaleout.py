@@ -11,7 +11,7 @@ import uuid
 
 import pytest
 from conftest import REFERENCE_COINS
-from services import spark_cluster, spark_connect_server
+from services import s3_server, spark_cluster, spark_connect_server
 from support import lake_content, materialize, pipeline_env, star_content
 
 from crypto_assets.partitions import HOUR, current_hour, partition_key
@@ -79,6 +79,22 @@ def test_an_unreachable_object_store_fails_before_any_api_call_without_secrets(s
     assert failed.returncode != 0 and simulator.request_count == before
     assert "the lake at s3://lake-nowhere/lake (S3, bucket 'lake-nowhere'; CRYPTO_LAKE_ROOT) is not reachable" in output
     assert "check AWS_ENDPOINT_URL" in output and secret not in output
+
+
+def test_wrong_credentials_fail_before_any_api_call_naming_what_to_check(simulator, tmp_path):
+    secret = "wrong-secret-9a8b7c6d"
+    with s3_server(tmp_path, checks_credentials=True) as store:
+        env = pipeline_env(simulator.base_url, tmp_path / "home", "s3://lake-locked/lake",
+                           f"DRIVER={{SQLite3}};Database={tmp_path / 'wh.sqlite'};BigInt=1", REFERENCE_COINS,
+                           **{**store, "AWS_ACCESS_KEY_ID": "AKIAWRONGKEY", "AWS_SECRET_ACCESS_KEY": secret})
+        before = simulator.request_count
+        failed = materialize(env, "--partition", partition_key(current_hour() - HOUR), select="key:raw_data/*",
+                             expect_success=False)
+    output = failed.stdout + failed.stderr
+    assert failed.returncode != 0 and simulator.request_count == before
+    assert "the lake at s3://lake-locked/lake (S3, bucket 'lake-locked'; CRYPTO_LAKE_ROOT) is not reachable" in output
+    assert "the store refused the credentials (403 Forbidden)" in output
+    assert "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY" in output and secret not in output
 
 
 @pytest.mark.parametrize("root, shown", [

@@ -30,7 +30,7 @@ from crypto_assets import crashpoints
 from crypto_assets.assets.checks import Check, audit, specs
 from crypto_assets.assets.common import BACKFILL_POLICY, run_window, table_metadata
 from crypto_assets.captures import (
-    HISTORY_ROOT, SNAPSHOT, SNAPSHOT_ROOT, Capture, history_landing, history_spans_overlapping, snapshot_landing, snapshot_prefix,
+    HISTORY_ROOT, SNAPSHOT, SNAPSHOT_ROOT, Capture, history_landing, history_spans_overlapping, land_snapshot, snapshot_prefix,
 )  # fmt: skip
 from crypto_assets.partitions import HOUR, current_hour, hour_label, hours_in, hourly_partitions, window_label, window_slices
 from crypto_assets.resources.coingecko import CoinGeckoError, CoinGeckoResource
@@ -296,10 +296,7 @@ def bronze_coingecko_markets(
     snapshot = None
     if snapshot_hours:
         snapshot = client.markets(coingecko.coins_limit)
-        landing = snapshot_landing(lakehouse.landing, now_hour, coingecko.vs_currency, run_id)
-        for page in snapshot.pages:
-            landing.add(f"page-{page.page:04d}.json", page, "markets")
-        captures.append(landing.finish())
+        captures.append(land_snapshot(lakehouse.landing, snapshot, now_hour, coingecko.vs_currency, run_id))
         metadata.update(
             coins_requested=snapshot.requested if snapshot.requested is not None else "all",
             coins_received=len(snapshot.records),

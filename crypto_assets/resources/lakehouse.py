@@ -47,6 +47,13 @@ STATS_PROPERTY = "delta.dataSkippingStatsColumns"
 # How often a window write is re-planned after losing a race before the run gives up.
 REPLAN_ATTEMPTS = 4
 
+# What a store's HTTP status means for a lake that cannot be listed, said before its own text.
+REFUSALS = {
+    "401 Unauthorized": "the store refused the credentials (401 Unauthorized)",
+    "403 Forbidden": "the store refused the credentials (403 Forbidden)",
+    "404 Not Found": "no such bucket or container (404 Not Found)",
+}
+
 T = TypeVar("T")
 
 
@@ -150,8 +157,9 @@ class LakehouseResource(ConfigurableResource):
             obstore.list_with_delimiter(lake_files.store(lake.uri, probe=True), None)
         except Exception as error:  # obstore's errors, OSError, PermissionError…
             detail = lake.mask(str(error).split("\n")[0])[:300]
-            raise LakehouseError(f"{lake.describe()} is not reachable: {type(error).__name__}: {detail} — "
-                                 f"{lake.hint}") from None
+            refused = next((why for code, why in REFUSALS.items() if code in detail), None)
+            raise LakehouseError(f"{lake.describe()} is not reachable: " + (f"{refused}; " if refused else "")
+                                 + f"{type(error).__name__}: {detail} — {lake.hint}") from None
 
     # ---- Delta tables -------------------------------------------------------------------
 

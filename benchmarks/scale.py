@@ -1,0 +1,109 @@
+"""Scale benchmark: the two floors, one hour at 1,000 and 18,000 coins, backfills of 24 and 744
+hours and a year in one run each, and the hourly run after a year of history, in one sitting.
+
+`python -m benchmarks.scale [--coins 1000] [--all-coins 18000] [--repeat 3] [--no-year]` runs the
+real CLI against the simulator (as pipeline.py does) and prints medians where it repeats, each
+figure beside its target from issue #12. Peak RSS is the whole process tree's (Python and the JVM).
+
+* floor 1: a bare Spark session start + stop, with the pipeline's session settings;
+* floor 2: a no-op `dagster asset materialize` of one partitioned asset (benchmarks/noop.py);
+* one hour: the current hour (a snapshot) in a fresh lake, the whole graph;
+* backfills: past hours from history in one run, each in a fresh lake;
+* after a year: the current hour on the lake the year's backfill left (the cost of history).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from benchmarks.pipeline import report, run_once
+from crypto_assets.partitions import HOUR, current_hour, partition_key
+from crypto_assets.simulator import Simulator
+
+YEAR_HOURS = 24 * 366
+# Partitions from well before a year ago, for every run alike (the default starts 2026-01-01).
+PARTITIONS_START = "2024-01-01-00:00"
+SPARK_FLOOR = """
+from crypto_assets.resources.spark import SparkResource
+resource = SparkResource()
+resource._init_session()
+resource._spark_session.stop()
+"""
+
+
+def timed(command: list[str], env: dict[str, str] | None = None) -> float:
+    started = time.monotonic()
+    subprocess.run(command, env={**os.environ, **(env or {})}, check=True, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
+    return time.monotonic() - started
+
+
+def floors(repeat: int) -> tuple[float, float]:
+    spark = statistics.median(timed([sys.executable, "-c", SPARK_FLOOR]) for _ in range(repeat))
+    with tempfile.TemporaryDirectory(prefix="crypto_noop_") as home:
+        noop = [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "benchmarks.noop", "--select", "noop",
+                "--partition", partition_key(current_hour())]
+        cli = statistics.median(timed(noop, {"DAGSTER_HOME": home}) for _ in range(repeat))
+    print(f"{'floor: bare Spark start+stop':34s} {spark:6.1f}s")
+    print(f"{'floor: no-op CLI materialize':34s} {cli:6.1f}s")
+    return spark, cli
+
+
+def backfill(hours: int) -> list[str]:
+    now = current_hour()
+    return ["--partition-range", f"{partition_key(now - hours * HOUR)}...{partition_key(now - HOUR)}"]
+
+
+def verdict(name: str, value: float, target: float, unit: str = "×") -> None:
+    print(f"  {name:58s} {value:7.2f}{unit}  target ≤ {target}{unit}  {'met' if value <= target else 'NOT met'}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--coins", type=int, default=1000)
+    parser.add_argument("--all-coins", type=int, default=18000, help="the simulator's universe for CRYPTO_COINS_LIMIT=all")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--no-year", action="store_true", help="skip the one-year backfill (the longest figure)")
+    args = parser.parse_args()
+    os.environ["CRYPTO_PARTITIONS_START"] = PARTITIONS_START  # the CLI runs inherit it
+    now_key = ["--partition", partition_key(current_hour())]
+    print(f"{args.coins} coins (and all {args.all_coins}), medians of {args.repeat} where repeated, {os.cpu_count()} cores")
+    spark_floor, cli_floor = floors(args.repeat)
+    floor = spark_floor + cli_floor
+    with Simulator(coins=args.all_coins) as simulator:
+        url = simulator.base_url
+        hour = report("one hour, 1,000 coins", [run_once(url, args.coins, now_key) for _ in range(args.repeat)])
+        every = report(f"one hour, all {args.all_coins} coins", [run_once(url, "all", now_key)])
+        day = report("24-hour backfill", [run_once(url, args.coins, backfill(24))])
+        month = report("744-hour backfill", [run_once(url, args.coins, backfill(744))])
+        year = after_year = None
+        if not args.no_year:
+            with tempfile.TemporaryDirectory(prefix="crypto_year_") as kept:
+                year = report(f"{YEAR_HOURS}-hour backfill (a year)", [run_once(url, args.coins, backfill(YEAR_HOURS),
+                                                                               workdir=Path(kept))])
+                after_year = report("one hour after a year of history", [run_once(url, args.coins, now_key,
+                                                                                   workdir=Path(kept))])
+    print("targets (issue #12):")
+    verdict("one hour / (no-op CLI + bare Spark), 1,000 coins", hour["wall"] / floor, 1.3)
+    verdict(f"one hour / (no-op CLI + bare Spark), {args.all_coins} coins", every["wall"] / floor, 1.5)
+    verdict("744-hour backfill / one hour", month["wall"] / hour["wall"], 6)
+    peaks = [day["peak_rss_mb"], month["peak_rss_mb"], *([year["peak_rss_mb"]] if year else [])]
+    verdict("peak RSS of any backfill", max(peaks) / 1024, 1.5, " GB")
+    verdict("largest / smallest backfill peak (flat: ±20 %)", max(peaks) / min(peaks), 1.2)
+    if year and after_year:
+        print(f"  a one-year backfill completed in one run: {year['wall']:.0f} s")
+        verdict("hourly run after a year / on a small lake", after_year["wall"] / hour["wall"], 1.1)
+    else:
+        print("  (one-year figures skipped: --no-year)")
+    print("  Silver + Gold vs DuckDB on the same rows: not measured (no DuckDB reference yet)")
+
+
+if __name__ == "__main__":
+    main()
