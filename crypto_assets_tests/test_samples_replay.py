@@ -49,7 +49,7 @@ def replay(path: Path, spark):
     bronze = pa.Table.from_pylist(rows, schema=pa.schema(columns))
     frame = spark.createDataFrame(bronze).withColumn("ingest_date", F.date_format("ingest_hour", "yyyy-MM-dd"))
     silver, quarantine, _ = clean_markets(frame, SilverRules())
-    return rows, silver.toArrow(), quarantine.toArrow()
+    return rows, silver, quarantine
 
 
 def by_id(table: pa.Table) -> dict[str, dict]:

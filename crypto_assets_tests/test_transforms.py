@@ -76,9 +76,9 @@ def silver_frame(spark, rows: list[dict]):
     return spark.createDataFrame(pa.Table.from_pylist(full, schema=SILVER.arrow_schema))
 
 
-def collect(df, table: LakeTable) -> list[dict]:
+def collect(rows, table: LakeTable) -> list[dict]:
     """The rows (timestamps UTC-aware, via Arrow), after checking the columns against tables.py."""
-    arrow = df.toArrow()
+    arrow = rows if isinstance(rows, pa.Table) else rows.toArrow()
     assert [(f.name, f.type) for f in arrow.schema] == [(f.name, f.type) for f in table.arrow_schema]
     return arrow.to_pylist()
 
@@ -209,10 +209,10 @@ def test_one_record_per_coin_and_hour_by_precedence_and_the_rest_superseded(spar
     assert kept == {"bitcoin": ("s/capture=20261201T1050Z", 4.0), "ethereum": ("s/capture=20261201T1050Z", eth["current_price"])}
     assert [(r["capture_id"], r["reason"]) for r in collect(quarantine, QUARANTINE)] == [
         ("s/capture=20261201T1059Z", "non_positive_price")]
-    lost = sorted((r["coin_id"], r["capture_id"]) for r in superseded.toArrow().to_pylist())
+    lost = sorted((r["coin_id"], r["capture_id"]) for r in superseded.to_pylist())
     assert lost == [("bitcoin", "h/capture=20261201T0900Z"), ("bitcoin", "s/capture=20261201T1005Z"),
                     ("ethereum", "h/capture=20261201T0900Z")]
-    assert silver.count() + quarantine.count() + len(lost) == frame.count()
+    assert len(silver) + len(quarantine) + len(lost) == frame.count()
 
 
 def test_a_record_whose_id_is_not_a_string_is_quarantined_as_missing_id(spark):

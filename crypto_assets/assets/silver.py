@@ -181,12 +181,14 @@ def silver_market_snapshots(
     def plan_and_commit(slice_start, slice_end):
         silver_pin, quarantine_pin = lakehouse.pin(SILVER), lakehouse.pin(QUARANTINE)
         bronze = lakehouse.read_window(spark.spark_session, BRONZE, slice_start, slice_end)
-        silver_df, quarantine_df, superseded_df = clean_markets(bronze, rules)
+        silver, quarantine, superseded = clean_markets(bronze, rules)
+        # Counted apart from Spark's pass, so the accounting check can catch a lost record.
+        bronze_hours = lakehouse.read_window_arrow(BRONZE, slice_start, slice_end, columns=["ingest_hour"])
         window = SilverWindow(
-            silver=silver_df.toArrow(),
-            quarantine=quarantine_df.toArrow(),
-            bronze_per_hour=rows_per_hour(bronze.select("ingest_hour").toArrow(), slice_start, slice_end),
-            superseded_per_hour=rows_per_hour(superseded_df.toArrow(), slice_start, slice_end),
+            silver=silver,
+            quarantine=quarantine,
+            bronze_per_hour=rows_per_hour(bronze_hours, slice_start, slice_end),
+            superseded_per_hour=rows_per_hour(superseded, slice_start, slice_end),
             max_quarantine_ratio=config.max_quarantine_ratio,
         )
         results = audit(SILVER.asset_key, CHECKS, window)

@@ -21,6 +21,8 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+import pyarrow as pa
+import pyarrow.compute as pc
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
@@ -80,9 +82,12 @@ def _number(text: Column) -> Column:
     return F.when(~F.isnan(value) & (F.abs(value) != float("inf")), value)
 
 
-def clean_markets(bronze: DataFrame, rules: SilverRules) -> tuple[DataFrame, DataFrame, DataFrame]:
+def clean_markets(bronze: DataFrame, rules: SilverRules) -> tuple[pa.Table, pa.Table, pa.Table]:
     """Split Bronze into (silver, quarantine, superseded): the first two in their tables.py
-    column order, the third the superseded records' ``ingest_hour``, ``coin_id``, ``capture_id``."""
+    column order, the third the superseded records' ``ingest_hour``, ``coin_id``, ``capture_id``.
+
+    One Spark action: every record is parsed and classified once and comes back with its fate
+    (a record's text only when it is rejected); the split is Arrow's."""
     rec = F.from_json("record_json", _RECORD_SCHEMA)
     parsed = bronze.select(
         "*",
@@ -140,7 +145,7 @@ def clean_markets(bronze: DataFrame, rules: SilverRules) -> tuple[DataFrame, Dat
 
     captured = F.least(F.col("ingested_at"), F.col("ingest_hour") + F.expr("INTERVAL 1 HOUR"))
     lag_micros = F.unix_micros(captured) - F.unix_micros("last_updated")
-    silver = checked.where(F.col("_reason").isNull()).select(
+    fates = checked.select(
         "coin_id",
         F.col("_r_symbol").alias("symbol"),
         F.col("_r_name").alias("name"),
@@ -155,18 +160,16 @@ def clean_markets(bronze: DataFrame, rules: SilverRules) -> tuple[DataFrame, Dat
         (lag_micros > rules.stale_after_seconds * 1_000_000).alias("is_stale"),
         "source",
         *_LINEAGE,
-    )
-    quarantine = checked.where(F.col("_reason").isNotNull() & (F.col("_reason") != _SUPERSEDED)).select(
-        "coin_id",
         F.col("_reason").alias("reason"),
-        "record_json",
-        "source",
-        *_LINEAGE,
-    )
-    superseded = checked.where(F.col("_reason") == _SUPERSEDED).select("ingest_hour", "coin_id", "capture_id")
-    assert silver.columns == SILVER.arrow_schema.names
-    assert quarantine.columns == QUARANTINE.arrow_schema.names
-    return silver, quarantine, superseded
+        F.when(F.col("_reason").isNotNull() & (F.col("_reason") != _SUPERSEDED), F.col("record_json")).alias("record_json"),
+    ).toArrow()
+    reason = fates.column("reason")
+    silver = fates.filter(pc.is_null(reason)).select(SILVER.arrow_schema.names)
+    rejected = fates.filter(pc.is_valid(reason))
+    superseded = pc.equal(rejected.column("reason"), _SUPERSEDED)
+    quarantine = rejected.filter(pc.invert(superseded)).select(QUARANTINE.arrow_schema.names)
+    assert silver.schema.names == SILVER.arrow_schema.names and quarantine.schema.names == QUARANTINE.arrow_schema.names
+    return silver, quarantine, rejected.filter(superseded).select(["ingest_hour", "coin_id", "capture_id"])
 
 
 def unknown_fields(record_texts: Iterable[str]) -> Counter:
