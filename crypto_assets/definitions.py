@@ -29,6 +29,8 @@ def _secret(name: str, default: str | None = None):
 
 
 assets = load_assets_from_modules([bronze, silver, gold, warehouse])
+# The assets computed with Spark (their kind says so): a run selecting one starts Spark early.
+SPARK_ASSET_KEYS = [spec.key for definition in assets for spec in definition.specs if "spark" in spec.kinds]
 
 # Every asset of the graph, for one hour or a range of hours, in one process: one Spark
 # session (one JVM) per run instead of one per step.
@@ -52,7 +54,8 @@ resources = {
         coins_limit=None if (env("CRYPTO_COINS_LIMIT") or "").lower() == "all" else number_env("CRYPTO_COINS_LIMIT", 250),
         calls_per_minute=number_env("COINGECKO_CALLS_PER_MINUTE", None, float),
     ),
-    "spark": SparkResource(master=env("SPARK_MASTER", "local[*]"), remote=env("SPARK_REMOTE")),
+    "spark": SparkResource(master=env("SPARK_MASTER", "local[*]"), remote=env("SPARK_REMOTE"),
+                           prewarm_for=[key.to_user_string() for key in SPARK_ASSET_KEYS]),
     "lakehouse": LakehouseResource(
         root=env("CRYPTO_LAKE_ROOT", "./data/lake"),
         slice_hours=number_env("CRYPTO_SLICE_HOURS", 168, what="number of hours"),

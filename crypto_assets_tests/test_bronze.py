@@ -11,7 +11,8 @@ import pyarrow.compute as pc
 import pytest
 from dagster import DagsterInstance, EnvVar, materialize
 
-from crypto_assets.assets.bronze import Appended, append_capture_parts, bronze_coingecko_markets, duplicate_ids, unfinished_captures
+from crypto_assets.assets.bronze import bronze_coingecko_markets, duplicate_ids
+from crypto_assets.capture_log import Appended, append_capture_parts, unfinished_captures
 from crypto_assets.captures import history_landing
 from crypto_assets.partitions import HOUR, current_hour, hour_label, partition_key
 from crypto_assets.resources.coingecko import CoinGeckoResource

@@ -9,10 +9,12 @@ Per hour of the run's window:
   volume only.
 
 A run only ever adds captures; the rows of an hour are the union of its captures, and Silver
-picks one record per coin (docs in ``transforms/silver.py``). Each capture is landed (files, then
-its manifest) and then appended once. A capture landed by a run that died before appending it is
-found and appended by the next run of its hours, instead of being fetched again. CoinGecko calls
-run in the ``coingecko`` concurrency pool: one capture at a time across the instance's runs.
+picks one record per coin (docs in ``transforms/silver.py``). Each capture is landed (bodies as
+they arrive, then its manifest) and then appended, a part at a time, each part once. A capture
+landed by a run that died before appending all of it is found and its missing parts appended by
+the next run of its hours, instead of being fetched again. Memory holds one part, never the
+window. CoinGecko calls run in the ``coingecko`` concurrency pool: one capture at a time across
+the instance's runs.
 """
 
 
@@ -23,22 +25,20 @@ from datetime import datetime, timedelta
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, asset, get_dagster_logger
+from dagster import AssetExecutionContext, Config, MaterializeResult, MetadataValue, asset
 from pydantic import Field
 
 from crypto_assets import crashpoints
 from crypto_assets.assets.checks import Check, audit, specs
 from crypto_assets.assets.common import BACKFILL_POLICY, run_window, table_metadata
-from crypto_assets.captures import (
-    HISTORY_ROOT, SNAPSHOT, SNAPSHOT_ROOT, Capture, history_landing, history_spans_overlapping, land_snapshot, snapshot_prefix,
-)  # fmt: skip
+from crypto_assets.capture_log import Appended, append_capture_parts, unfinished_captures
+from crypto_assets.captures import Capture, history_landing, land_snapshot
 from crypto_assets.partitions import HOUR, current_hour, hour_label, hours_in, hourly_partitions, window_label, window_slices
 from crypto_assets.resources.coingecko import CoinGeckoError, CoinGeckoResource
-from crypto_assets.resources.lakehouse import LakehouseResource, parts_committed, rows_per_hour
+from crypto_assets.resources.lakehouse import LakehouseResource, rows_per_hour
 from crypto_assets.tables import BRONZE
 from crypto_assets.transforms.silver import unknown_fields
 
-log = get_dagster_logger("crypto_assets.bronze")
 # How far back to look for the newest snapshot whose coins make the history universe.
 UNIVERSE_LOOKBACK = timedelta(days=7)
 # The Dagster concurrency pool of every step that calls CoinGecko (limit 1 in dagster.yaml).
@@ -119,75 +119,6 @@ def capture_history(context, client, lakehouse: LakehouseResource, snapshot, hou
         "coins_not_found": MetadataValue.json(not_found),
     }
     return capture, not_found, metadata
-
-
-def landed_captures_of(lakehouse: LakehouseResource, start: datetime, end: datetime) -> list[str]:
-    """Every complete capture (manifest present) whose hours meet [start, end)."""
-    landing = lakehouse.landing
-    found = [capture for hour in hours_in(start, end) for capture in landing.captures(snapshot_prefix(hour))]
-    for span in history_spans_overlapping(landing.children(HISTORY_ROOT), start, end):
-        found += landing.captures(f"{HISTORY_ROOT}/{span}")
-    return found
-
-
-def unfinished_captures(lakehouse: LakehouseResource, start: datetime, end: datetime) -> list[Capture]:
-    """The captures of the window that were landed but not (wholly) committed: their run died
-    in between. They are history already fetched, to append, not to fetch again."""
-    delta = lakehouse.delta_table(BRONZE)
-    unfinished = []
-    for capture_id in landed_captures_of(lakehouse, start, end):
-        committed = parts_committed(delta, capture_id)
-        if committed and capture_id.startswith(SNAPSHOT_ROOT):
-            continue  # a snapshot is one part: no manifest to read
-        capture = Capture(capture_id, lakehouse.landing.manifest(capture_id))
-        if committed < capture.parts:
-            unfinished.append(capture)
-    return unfinished
-
-
-class Appended:
-    """What this run appended, summarised part by part, so it stays small whatever the window:
-    record counts, the snapshot records' texts (for the drift check) and history gaps."""
-
-    def __init__(self, listed_coins: int = 50, listed_hours: int = 24):
-        self.records = 0
-        self.snapshot_texts: list[str] = []
-        self.missing_points: dict[str, list[str]] = {}  # coin -> its first hours without a point
-        self.gap_hours = 0
-        self.coins_without_history: list[str] = []
-        self._listed_coins, self._listed_hours = listed_coins, listed_hours
-
-    def add(self, capture: Capture, part: int, rows: pa.Table) -> None:
-        self.records += len(rows)
-        if capture.source == SNAPSHOT:
-            self.snapshot_texts += rows.column("record_json").to_pylist()
-            return
-        coins = dict.fromkeys(e["coin"]["id"] for e in capture.manifest["files"]
-                              if e["kind"] == "history" and e.get("part", 1) == part)
-        present = rows.group_by("coin_id").aggregate([("ingest_hour", "list")])
-        hours_of = dict(zip(present.column("coin_id").to_pylist(), present.column("ingest_hour_list").to_pylist()))
-        for coin in coins:
-            self.gap(coin, capture.hours, set(hours_of.get(coin, ())))
-
-    def gap(self, coin: str, hours: list[datetime], present: set[datetime]) -> None:
-        missing = [hour for hour in hours if hour not in present]
-        if not missing:
-            return
-        self.gap_hours += len(missing)
-        if len(missing) == len(hours):
-            self.coins_without_history.append(coin)
-        if len(self.missing_points) < self._listed_coins:
-            self.missing_points[coin] = [hour_label(hour) for hour in missing[: self._listed_hours]]
-
-
-def append_capture_parts(lakehouse: LakehouseResource, capture: Capture, run_id: str, appended: Appended) -> None:
-    """Append the parts of ``capture`` Bronze does not hold yet, one commit each, in order."""
-    for part in range(parts_committed(lakehouse.delta_table(BRONZE), capture.capture_id) + 1, capture.parts + 1):
-        rows = capture.part_rows(part, lakehouse.landing)
-        lakehouse.append_capture(BRONZE, rows, capture.capture_id, run_id, part)
-        appended.add(capture, part, rows)
-        if capture.parts > 1:
-            log.info("Bronze: capture %s part %d/%d: %d rows", capture.capture_id, part, capture.parts, len(rows))
 
 
 @dataclass(frozen=True)

@@ -309,7 +309,8 @@ class LakehouseResource(ConfigurableResource):
             window = {"files": json.dumps(files), "start": start.isoformat(), "end": end.isoformat()}
             frame = spark.read.format(NAME).schema(from_arrow_schema(table.arrow_schema)).options(**window).load()
             return frame.select(*table.arrow_schema.names)
-        frame = spark.read.parquet(*files)
+        physical = pa.schema([f for f in table.arrow_schema if f.name != "ingest_date"])
+        frame = spark.read.schema(from_arrow_schema(physical)).parquet(*files)  # no job to infer it
         frame = frame.where((F.col("ingest_hour") >= F.lit(start)) & (F.col("ingest_hour") < F.lit(end)))
         frame = frame.withColumn("ingest_date", F.date_format("ingest_hour", "yyyy-MM-dd"))
         return frame.select(*table.arrow_schema.names)

@@ -13,11 +13,12 @@ import os
 import sys
 import time
 from pathlib import Path
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any, Optional
 
 from dagster import InitResourceContext, get_dagster_logger
 from dagster_pyspark import LazyPySparkResource
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
 # A Dagster logger: inside a run its lines go to the run log (and the UI), outside to stderr.
 log = get_dagster_logger("crypto_assets.spark")
@@ -54,9 +55,37 @@ class SparkResource(LazyPySparkResource):
             "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile=file:{LOG4J_CONFIG}",
         }
 
+    prewarm_for: list[str] = Field(
+        default_factory=list,
+        description="Asset keys (user strings) that use Spark: a run selecting any of them starts the session "
+        "and warms it up in the background from the run's start, while the steps before them run.",
+    )
+    _starting: Optional[Future] = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: InitResourceContext) -> None:
+        selection = context.dagster_run.asset_selection if context.dagster_run else None
+        wanted = set(self.prewarm_for)
+        if wanted and (selection is None or wanted & {key.to_user_string() for key in selection}):
+            pool = ThreadPoolExecutor(1, thread_name_prefix="spark-start")
+            self._starting = pool.submit(self._start_warm)
+            pool.shutdown(wait=False)
+
+    def _start_warm(self) -> None:
+        from crypto_assets.transforms.silver import warm_up
+
+        self._start()
+        started = time.monotonic()
+        warm_up(self._spark_session)
+        log.info("Spark warmed up in the background in %.1f s", time.monotonic() - started)
+
     def _init_session(self) -> None:
-        if self._spark_session is not None:
-            return
+        if self._starting is not None:
+            starting, self._starting = self._starting, None
+            starting.result()  # a failed start fails the step that needs Spark, with its own error
+        if self._spark_session is None:
+            self._start()
+
+    def _start(self) -> None:
         from pyspark.sql import SparkSession
 
         from crypto_assets.resources.delta_source import DeltaFilesSource
@@ -78,6 +107,9 @@ class SparkResource(LazyPySparkResource):
         )
 
     def teardown_after_execution(self, context: InitResourceContext) -> None:
+        if self._starting is not None:  # no step used it: let the start finish, then stop it
+            wait([self._starting])
+            self._starting = None
         if self._spark_session is not None:
             self._spark_session.stop()
             self._spark_session = None

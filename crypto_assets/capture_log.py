@@ -1,0 +1,90 @@
+"""Bronze as a log of captures: which captures of a window are landed, which are not yet (wholly)
+appended, appending their parts in order, and a bounded summary of what a run appended.
+
+A capture's parts are appended one Delta commit each, with the part as the version of an
+application transaction named after the capture (``LakehouseResource.append_capture``), so a
+capture is complete when the table's transaction version equals its manifest's ``parts``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import pyarrow as pa
+from dagster import get_dagster_logger
+
+from crypto_assets.captures import HISTORY_ROOT, SNAPSHOT, SNAPSHOT_ROOT, Capture, history_spans_overlapping, snapshot_prefix
+from crypto_assets.partitions import hour_label, hours_in
+from crypto_assets.resources.lakehouse import LakehouseResource, parts_committed
+from crypto_assets.tables import BRONZE
+
+log = get_dagster_logger("crypto_assets.bronze")
+
+
+def landed_captures_of(lakehouse: LakehouseResource, start: datetime, end: datetime) -> list[str]:
+    """Every complete capture (manifest present) whose hours meet [start, end)."""
+    landing = lakehouse.landing
+    found = [capture for hour in hours_in(start, end) for capture in landing.captures(snapshot_prefix(hour))]
+    for span in history_spans_overlapping(landing.children(HISTORY_ROOT), start, end):
+        found += landing.captures(f"{HISTORY_ROOT}/{span}")
+    return found
+
+
+def unfinished_captures(lakehouse: LakehouseResource, start: datetime, end: datetime) -> list[Capture]:
+    """The captures of the window that were landed but not (wholly) committed: their run died
+    in between. They are history already fetched, to append, not to fetch again."""
+    delta = lakehouse.delta_table(BRONZE)
+    unfinished = []
+    for capture_id in landed_captures_of(lakehouse, start, end):
+        committed = parts_committed(delta, capture_id)
+        if committed and capture_id.startswith(SNAPSHOT_ROOT):
+            continue  # a snapshot is one part: no manifest to read
+        capture = Capture(capture_id, lakehouse.landing.manifest(capture_id))
+        if committed < capture.parts:
+            unfinished.append(capture)
+    return unfinished
+
+
+class Appended:
+    """What this run appended, summarised part by part, so it stays small whatever the window:
+    record counts, the snapshot records' texts (for the drift check) and history gaps."""
+
+    def __init__(self, listed_coins: int = 50, listed_hours: int = 24):
+        self.records = 0
+        self.snapshot_texts: list[str] = []
+        self.missing_points: dict[str, list[str]] = {}  # coin -> its first hours without a point
+        self.gap_hours = 0
+        self.coins_without_history: list[str] = []
+        self._listed_coins, self._listed_hours = listed_coins, listed_hours
+
+    def add(self, capture: Capture, part: int, rows: pa.Table) -> None:
+        self.records += len(rows)
+        if capture.source == SNAPSHOT:
+            self.snapshot_texts += rows.column("record_json").to_pylist()
+            return
+        coins = dict.fromkeys(e["coin"]["id"] for e in capture.manifest["files"]
+                              if e["kind"] == "history" and e.get("part", 1) == part)
+        present = rows.group_by("coin_id").aggregate([("ingest_hour", "list")])
+        hours_of = dict(zip(present.column("coin_id").to_pylist(), present.column("ingest_hour_list").to_pylist()))
+        for coin in coins:
+            self.gap(coin, capture.hours, set(hours_of.get(coin, ())))
+
+    def gap(self, coin: str, hours: list[datetime], present: set[datetime]) -> None:
+        missing = [hour for hour in hours if hour not in present]
+        if not missing:
+            return
+        self.gap_hours += len(missing)
+        if len(missing) == len(hours):
+            self.coins_without_history.append(coin)
+        if len(self.missing_points) < self._listed_coins:
+            self.missing_points[coin] = [hour_label(hour) for hour in missing[: self._listed_hours]]
+
+
+def append_capture_parts(lakehouse: LakehouseResource, capture: Capture, run_id: str, appended: Appended) -> None:
+    """Append the parts of ``capture`` Bronze does not hold yet, one commit each, in order."""
+    for part in range(parts_committed(lakehouse.delta_table(BRONZE), capture.capture_id) + 1, capture.parts + 1):
+        rows = capture.part_rows(part, lakehouse.landing)
+        lakehouse.append_capture(BRONZE, rows, capture.capture_id, run_id, part)
+        appended.add(capture, part, rows)
+        if capture.parts > 1:
+            log.info("Bronze: capture %s part %d/%d: %d rows", capture.capture_id, part, capture.parts, len(rows))
