@@ -64,15 +64,16 @@ def run_once(base_url: str, coins: int | str, partition_args: list[str], lake: s
         started = time.monotonic()
         with tempfile.TemporaryFile() as stderr:
             process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
-            peak = 0
+            peak = peak_python = 0
             while process.poll() is None:
                 peak = max(peak, tree_rss(process.pid))
+                peak_python = max(peak_python, rss(process.pid))
                 time.sleep(0.1)
             wall = time.monotonic() - started
             if process.returncode != 0:
                 stderr.seek(0)
                 raise SystemExit(f"benchmark run failed:\n{stderr.read().decode(errors='replace')[-4000:]}")
-        figures = {"wall": wall, "peak_rss_mb": peak / 2**20}
+        figures = {"wall": wall, "peak_rss_mb": peak / 2**20, "peak_python_mb": peak_python / 2**20}
         with DagsterInstance.from_config(str(home)) as instance:
             [run] = instance.get_runs(limit=1)
             steps = {stat.step_key: stat.end_time - stat.start_time for stat in instance.get_run_step_stats(run.run_id)}
@@ -83,18 +84,26 @@ def run_once(base_url: str, coins: int | str, partition_args: list[str], lake: s
         return figures
 
 
+def rss(pid: int) -> int:
+    """Bytes resident in ``pid`` alone now (0 once it has exited)."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            return next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmRSS:"))
+    except (FileNotFoundError, ProcessLookupError, StopIteration):
+        return 0
+
+
 def tree_rss(pid: int) -> int:
     """Bytes resident in ``pid`` and all its descendants now (0 for what has exited)."""
     total, pending = 0, [pid]
     while pending:
         current = pending.pop()
+        total += rss(current)
         try:
-            with open(f"/proc/{current}/status") as status:
-                total += next(int(line.split()[1]) * 1024 for line in status if line.startswith("VmRSS:"))
             for task in os.listdir(f"/proc/{current}/task"):
                 with open(f"/proc/{current}/task/{task}/children") as children:
                     pending.extend(int(child) for child in children.read().split())
-        except (FileNotFoundError, ProcessLookupError, StopIteration):
+        except (FileNotFoundError, ProcessLookupError):
             continue
     return total
 
@@ -102,7 +111,8 @@ def tree_rss(pid: int) -> int:
 def report(name: str, runs: list[dict[str, float]]) -> dict[str, float]:
     medians = {key: statistics.median(run[key] for run in runs) for key in runs[0]}
     stages = "  ".join(f"{stage} {medians[stage]:6.1f}s" for stage in ("fetch", *STAGES))
-    print(f"{name:36s} wall {medians['wall']:6.1f}s  peak RSS {medians['peak_rss_mb']:6.0f} MB  |  {stages}")
+    print(f"{name:36s} wall {medians['wall']:6.1f}s  peak RSS {medians['peak_rss_mb']:6.0f} MB "
+          f"(Python {medians['peak_python_mb']:5.0f})  |  {stages}")
     return medians
 
 

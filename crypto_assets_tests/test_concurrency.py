@@ -1,7 +1,7 @@
 """Two real `dagster asset materialize` processes writing the same hour of one lake and warehouse
 at once: no capture is lost and nothing is duplicated or silently replaced.
 
-The simulator holds its `/coins/markets` answers for a few seconds, so both runs have decided to
+The simulator holds its `/coins/markets` answers for 12 seconds, so both runs have decided to
 capture before either has committed: the race is forced, not left to timing.
 """
 
@@ -35,7 +35,10 @@ def run_together(envs: list[dict], hour, select: str = "*") -> list[str]:
 
 @pytest.fixture
 def slow_markets(simulator):
-    simulator.inject("slow", times=2, delay=4)  # both runs' snapshot requests wait 4 s
+    # Both runs' snapshot requests wait long enough that the later process (started at the same
+    # moment, but slower to import on a loaded machine) is at the API or the pool before the first
+    # one commits.
+    simulator.inject("slow", times=2, delay=12)
     yield
     simulator.clear_faults()
 
