@@ -26,6 +26,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from crypto_assets.partitions import iso_utc
 from crypto_assets.resources.coingecko import ApiPage, MarketsCapture, safe_segment
 from crypto_assets.resources.landing import Landing
 from crypto_assets.tables import BRONZE, TS
@@ -76,14 +77,10 @@ def _stamp(run_id: str) -> str:
     return f"capture={datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{run_id[:8]}"
 
 
-def _iso(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).isoformat(timespec="microseconds")
-
-
 def _file_entry(name: str, page: ApiPage, kind: str, part: int, coin: dict | None = None) -> dict:
     entry = {
         "name": name, "kind": kind, "page": page.page, "request": page.request, "status": page.status,
-        "fetched_at": _iso(page.fetched_at), "sha256": page.payload_sha256, "part": part,
+        "fetched_at": iso_utc(page.fetched_at), "sha256": page.payload_sha256, "part": part,
     }  # fmt: skip
     if coin is not None:
         entry["coin"] = {key: coin.get(key) for key in ("id", "symbol", "name")}
@@ -130,7 +127,7 @@ class CaptureLanding:
                  hours: list[datetime], coins_per_part: int = COINS_PER_PART):
         self.landing, self.capture_id, self.coins_per_part = landing, capture_id, coins_per_part
         self.manifest = {"source": source, "run_id": run_id, "vs_currency": vs_currency,
-                         "hours": [_iso(hour) for hour in hours], "files": []}
+                         "hours": [iso_utc(hour) for hour in hours], "files": []}
 
     def add(self, name: str, page: ApiPage, kind: str, part: int = 1, coin: dict | None = None) -> None:
         self.landing.put(self.capture_id, name, page.body)

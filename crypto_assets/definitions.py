@@ -51,7 +51,7 @@ resources = {
         api_key=_secret("COINGECKO_API_KEY"),
         plan=env("COINGECKO_PLAN", "demo"),
         base_url=env("COINGECKO_BASE_URL"),
-        coins_limit=None if (env("CRYPTO_COINS_LIMIT") or "").lower() == "all" else number_env("CRYPTO_COINS_LIMIT", 250),
+        coins_limit=number_env("CRYPTO_COINS_LIMIT", 250, words={"all": None}),  # None: every coin listed
         calls_per_minute=number_env("COINGECKO_CALLS_PER_MINUTE", None, float),
     ),
     "spark": SparkResource(master=env("SPARK_MASTER", "local[*]"), remote=env("SPARK_REMOTE"),

@@ -25,9 +25,25 @@ hourly_partitions = HourlyPartitionsDefinition(
 )
 
 
+def as_utc(moment: datetime) -> datetime:
+    """``moment`` in UTC; a naive one is taken to be UTC already."""
+    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
+
+
+def naive_utc(moment: datetime) -> datetime:
+    """``moment`` in UTC without its offset (ODBC drivers drop offsets silently, so datetimes
+    are bound as naive UTC)."""
+    return as_utc(moment).replace(tzinfo=None)
+
+
+def iso_utc(moment: datetime) -> str:
+    """``moment`` as ISO-8601 UTC with microseconds, as manifests record times."""
+    return as_utc(moment).isoformat(timespec="microseconds")
+
+
 def floor_hour(moment: datetime) -> datetime:
     """The start of the UTC hour that contains ``moment``."""
-    moment = moment.astimezone(timezone.utc)
+    moment = as_utc(moment)
     return moment.replace(minute=0, second=0, microsecond=0)
 
 

@@ -15,11 +15,12 @@ import bisect
 import dataclasses
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Callable, Iterable, Optional
 
 import pyarrow as pa
 
+from crypto_assets.partitions import naive_utc
 from crypto_assets.tables import (
     GOLD_DISTRIBUTION,
     GOLD_OVERVIEW,
@@ -205,20 +206,13 @@ FACT_BY_SOURCE = {fact.source.name: fact for fact in FACTS}
 # --- time -------------------------------------------------------------------------------
 
 
-def naive_utc(moment: datetime) -> datetime:
-    """ODBC drivers drop a tz offset silently, so bind every datetime as naive UTC."""
-    if moment.tzinfo is None:
-        return moment
-    return moment.astimezone(timezone.utc).replace(tzinfo=None)
-
-
 def time_key(hour: datetime) -> int:
     """YYYYMMDDHH: an integer, so window deletes never depend on timestamp text formats."""
     h = naive_utc(hour)
     return ((h.year * 100 + h.month) * 100 + h.day) * 100 + h.hour
 
 
-def hour_of_key(key: int) -> datetime:
+def hour_of_time_key(key: int) -> datetime:
     """Naive UTC start of the hour a time key names."""
     return datetime(key // 1000000, key // 10000 % 100, key // 100 % 100, key % 100)
 

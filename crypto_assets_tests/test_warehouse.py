@@ -152,7 +152,7 @@ def assert_versions_valid(wh: WarehouseResource, names=identity) -> None:
         rows = facts_with_versions(wh, fact)
         assert rows
         for key, coin_id, symbol, name, valid_from, valid_to in rows:
-            at = star.hour_of_key(key)
+            at = star.hour_of_time_key(key)
             assert valid_from <= at and (valid_to is None or at < valid_to), (fact, key, coin_id)
             h = int((at - hour(0).replace(tzinfo=None)).total_seconds() // 3600)
             assert (symbol, name) == names(coin_id, h), (fact, key, coin_id)

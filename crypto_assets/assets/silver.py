@@ -59,7 +59,8 @@ PEG_TOLERANCE = 0.03
 def stablecoin_peg_breaks(silver: pa.Table) -> dict[str, float]:
     """Hours whose USD stablecoins' median price is off 1 by more than PEG_TOLERANCE."""
     prices: dict[str, list[float]] = {}
-    for row in silver.select(["ingest_hour", "coin_id", "vs_currency", "current_price"]).to_pylist():
+    stablecoins = silver.filter(pc.is_in(silver.column("coin_id"), pa.array(USD_STABLECOINS)))
+    for row in stablecoins.select(["ingest_hour", "coin_id", "vs_currency", "current_price"]).to_pylist():
         if row["vs_currency"] == "usd" and row["coin_id"] in USD_STABLECOINS and row["current_price"]:
             prices.setdefault(hour_label(row["ingest_hour"]), []).append(row["current_price"])
     medians = {hour: statistics.median(values) for hour, values in prices.items()}
@@ -88,7 +89,8 @@ class SilverWindow:
 
     def per_hour(self, table: pa.Table) -> dict[str, int]:
         counts = dict.fromkeys(self.bronze_per_hour, 0)
-        for hour, n in Counter(table.column("ingest_hour").to_pylist()).items():
+        grouped = table.group_by("ingest_hour").aggregate([([], "count_all")])
+        for hour, n in zip(grouped.column("ingest_hour").to_pylist(), grouped.column("count_all").to_pylist()):
             counts[hour_label(hour)] = n
         return counts
 
@@ -111,18 +113,24 @@ def _accounts_for_bronze(window: SilverWindow) -> tuple[bool, dict]:
 
 
 def _unique_coin_hour(window: SilverWindow) -> tuple[bool, dict]:
-    keys = Counter(zip(window.silver.column("coin_id").to_pylist(), window.silver.column("ingest_hour").to_pylist()))
-    repeated = sorted(f"{hour_label(hour)} {coin}" for (coin, hour), n in keys.items() if n > 1)
+    keys = window.silver.group_by(["coin_id", "ingest_hour"]).aggregate([([], "count_all")])
+    twice = keys.filter(pc.greater(keys.column("count_all"), 1))
+    repeated = sorted(f"{hour_label(hour)} {coin}" for coin, hour in
+                      zip(twice.column("coin_id").to_pylist(), twice.column("ingest_hour").to_pylist()))
     return not repeated, {"repeated": MetadataValue.json(repeated[:50]), "count": len(repeated)}
 
 
 def _keys_and_price_valid(window: SilverWindow) -> tuple[bool, dict]:
-    columns = (window.silver.column(name).to_pylist() for name in ("coin_id", "ingest_hour", "current_price"))
-    invalid = [
-        f"{hour_label(hour) if hour else None} {coin}: price {price}"
-        for coin, hour, price in zip(*columns) if coin is None or hour is None or price is None or price <= 0
-    ]  # fmt: skip
-    return not invalid, {"invalid_rows": len(invalid), "examples": MetadataValue.json(invalid[:20])}
+    silver = window.silver
+    price = silver.column("current_price")
+    bad = pc.or_kleene(pc.or_kleene(pc.is_null(silver.column("coin_id")), pc.is_null(silver.column("ingest_hour"))),
+                       pc.fill_null(pc.less_equal(price, 0), True))
+    invalid = silver.filter(bad)
+    examples = [
+        f"{hour_label(row['ingest_hour']) if row['ingest_hour'] else None} {row['coin_id']}: price {row['current_price']}"
+        for row in invalid.slice(0, 20).select(["coin_id", "ingest_hour", "current_price"]).to_pylist()
+    ]
+    return not len(invalid), {"invalid_rows": len(invalid), "examples": MetadataValue.json(examples)}
 
 
 def _hours_not_all_rejected(window: SilverWindow) -> tuple[bool, dict]:

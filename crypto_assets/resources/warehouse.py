@@ -33,7 +33,7 @@ from pydantic import Field
 
 from crypto_assets import crashpoints
 from crypto_assets import star_schema as star
-from crypto_assets.partitions import hours_in
+from crypto_assets.partitions import as_utc, hours_in, naive_utc
 from crypto_assets.star_schema import Column, CoinVersion, StarTable
 
 # A Dagster logger: inside a run its lines go to the run log (and the UI), outside to stderr.
@@ -295,10 +295,6 @@ def _identifier(name: str, what: str) -> str:
     return name
 
 
-def _as_utc(moment: datetime) -> datetime:
-    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
-
-
 # --- the resource -----------------------------------------------------------------------
 
 
@@ -361,7 +357,7 @@ class WarehouseResource(ConfigurableResource):
         orphans); if it returns False everything is rolled back (write, audit, publish).
         """
         d = self.sql_dialect()
-        start, end = _as_utc(start), _as_utc(end)
+        start, end = as_utc(start), as_utc(end)
         if start >= end:
             raise WarehouseError(f"empty window [{start}, {end})")
         with self._connection() as conn:
@@ -509,7 +505,7 @@ class WarehouseResource(ConfigurableResource):
         cursor.execute(
             d.insert(s, star.SCHEMA_VERSION_TABLE.name, star.SCHEMA_VERSION_TABLE.column_names, 1),
             current + 1,
-            star.naive_utc(datetime.now(timezone.utc)).replace(microsecond=0),
+            naive_utc(datetime.now(timezone.utc)).replace(microsecond=0),
             f"star schema v{star.SCHEMA_VERSION}: " + "; ".join(notes),
         )
         log.info("warehouse schema %s: %s", s, "; ".join(notes))
@@ -629,7 +625,7 @@ class WarehouseResource(ConfigurableResource):
         max_key = max(before, default=0)
 
         observed: dict[str, list] = {}
-        hour_of = {k: star.hour_of_key(k) for k in set(keys)}
+        hour_of = {k: star.hour_of_time_key(k) for k in set(keys)}
         for coin_id, symbol, name, key in zip(
             silver.column("coin_id").to_pylist(), silver.column("symbol").to_pylist(), silver.column("name").to_pylist(), keys
         ):
@@ -647,11 +643,11 @@ class WarehouseResource(ConfigurableResource):
                 if f.has_coin
             ]
             found = [k for k in firsts if k is not None]
-            return star.hour_of_key(min(found)) if found else None
+            return star.hour_of_time_key(min(found)) if found else None
 
         new: list[CoinVersion] = []
         for coin_id in sorted(observed):
-            by_coin[coin_id] = star.apply_observations(coin_id, by_coin.get(coin_id, []), observed[coin_id], star.hour_of_key(end_key), later_fact_hour)
+            by_coin[coin_id] = star.apply_observations(coin_id, by_coin.get(coin_id, []), observed[coin_id], star.hour_of_time_key(end_key), later_fact_hour)
             new += [v for v in by_coin[coin_id] if v.coin_key is None]
         for v in sorted(new, key=lambda v: (v.coin_id, v.valid_from)):  # deterministic keys
             max_key += 1
@@ -674,7 +670,7 @@ class WarehouseResource(ConfigurableResource):
         values = [star.column_values(arrow, c) for c in carried]
         if not fact.has_coin:
             return ["time_key", *carried], list(zip(keys, *values))
-        hour_of = {k: star.hour_of_key(k) for k in set(keys)}
+        hour_of = {k: star.hour_of_time_key(k) for k in set(keys)}
         coin_keys = []
         for coin_id, key in zip(arrow.column("coin_id").to_pylist(), keys):
             version = star.version_at(by_coin.get(coin_id, []), hour_of[key])

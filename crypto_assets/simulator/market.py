@@ -20,6 +20,8 @@ from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 from typing import Optional
 
+from crypto_assets.partitions import as_utc
+
 HOUR_SECONDS = 3600
 DAY_SECONDS = 86400
 HOURLY_HISTORY_DAYS = 90
@@ -51,14 +53,9 @@ def _unit(*parts: object) -> float:
     return int.from_bytes(digest, "big") / 2**64
 
 
-def to_utc(moment: datetime) -> datetime:
-    """Naive datetimes are taken as UTC."""
-    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
-
-
 def iso_ms(moment: datetime) -> str:
     """CoinGecko's timestamp format: ISO-8601 UTC with milliseconds and a Z."""
-    return to_utc(moment).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    return as_utc(moment).strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 def _round_price(value: float) -> float | int:
@@ -192,13 +189,13 @@ class Market:
                            vs_currency: str = "usd") -> list[dict]:
         """The hour's records (cached, shared: do not change them) without ``last_updated``, so a
         server paging through 18,000 coins stamps only the page it serves."""
-        hour = int(to_utc(moment).timestamp()) // HOUR_SECONDS
+        hour = int(as_utc(moment).timestamp()) // HOUR_SECONDS
         timeframes = tuple(tf for tf in timeframes if tf in TIMEFRAME_HOURS)
         return self._snapshot(hour, timeframes, vs_currency)
 
     def stamped(self, records: list[dict], moment: datetime) -> list[dict]:
         """Copies of ``records`` with ``last_updated`` as of ``moment`` (minus each coin's lag)."""
-        moment = to_utc(moment)
+        moment = as_utc(moment)
         stamped = []
         for record in records:
             coin = self.by_id[record["id"]]
@@ -282,7 +279,7 @@ class Market:
         """
         coin = self.by_id[coin_id]
         rate = CURRENCY_RATES[vs_currency]
-        now_s = int(to_utc(now).timestamp())
+        now_s = int(as_utc(now).timestamp())
         end = min(end, now_s)
         hourly_from = now_s - HOURLY_HISTORY_DAYS * DAY_SECONDS if end - start <= HOURLY_HISTORY_DAYS * DAY_SECONDS else end + 1
         offset = int(_unit("minute", coin.id) * HOUR_SECONDS)

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Optional, Union
 from urllib.parse import parse_qs, unquote, urlsplit
 
-from crypto_assets.simulator.market import CURRENCY_RATES, DEFAULT_TIMEFRAMES, Market, to_utc
+from crypto_assets.partitions import as_utc
+from crypto_assets.simulator.market import CURRENCY_RATES, DEFAULT_TIMEFRAMES, Market
 
 API_ROOT = "/api/v3"
 MARKETS = "/coins/markets"
@@ -112,7 +113,7 @@ class Simulator:
         self.market = Market(coins=coins, seed=seed, rename=rename)
         self.delisted = set(delisted)
         self.api_key, self.plan = api_key, plan
-        self.now = to_utc(now) if now else None
+        self.now = as_utc(now) if now else None
         self.markets_file = Path(markets_file) if markets_file else None
         self.host, self.port = host, port
         self.requests: list[dict] = []
@@ -451,5 +452,5 @@ def parse_now(text: str) -> datetime:
     try:
         return datetime.strptime(text, "%Y-%m-%d-%H:%M").replace(tzinfo=timezone.utc)
     except ValueError:
-        return to_utc(datetime.fromisoformat(text.replace("Z", "+00:00")))
+        return as_utc(datetime.fromisoformat(text.replace("Z", "+00:00")))
 
