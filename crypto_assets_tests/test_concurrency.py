@@ -13,6 +13,7 @@ import pytest
 from dagster import DagsterInstance
 from support import POOLED_INSTANCE, materialize_command, pipeline_env, star_content
 
+from crypto_assets.assets.bronze import COINGECKO_POOL
 from crypto_assets.partitions import HOUR, current_hour, partition_key
 from crypto_assets.resources.lakehouse import LakehouseResource
 from crypto_assets.tables import BRONZE, SILVER
@@ -65,8 +66,12 @@ def test_two_runs_of_one_instance_take_turns_at_the_api(simulator, tmp_path, slo
     home = tmp_path / "home"
     home.mkdir()
     (home / "dagster.yaml").write_text(POOLED_INSTANCE)
-    with DagsterInstance.from_config(str(home)):
-        pass  # the storage exists before two processes race to create it
+    with DagsterInstance.from_config(str(home)) as instance:
+        # The storage exists before two processes race to create it, and so does the pool: two
+        # runs making the very first claim on a pool at once can both initialise it from
+        # default_limit and get a slot each (Dagster's SQLite storage), as a deployment avoids
+        # by setting the pool once (docs/deployment.md).
+        instance.event_log_storage.set_concurrency_slots(COINGECKO_POOL, 1)
     lake_root, odbc = tmp_path / "lake", f"DRIVER={{SQLite3}};Database={tmp_path / 'wh.sqlite'};BigInt=1"
     env = pipeline_env(simulator.base_url, home, lake_root, odbc, COINS)
     outputs = run_together([env, env], now, select="key:raw_data/*")  # the API is Bronze's alone
