@@ -19,11 +19,11 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     DAGSTER_HOME=/opt/dagster/dagster_home
 
-# A headless Java 17 for Spark; unixODBC with the SQLite3, PostgreSQL and FreeTDS drivers
+# A headless Java 17 for Spark; unixODBC with the SQLite3, PostgreSQL, FreeTDS and MariaDB drivers
 # (each registers itself in /etc/odbcinst.ini); procps because Spark's scripts call ps.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends \
-        openjdk-17-jre-headless unixodbc libsqliteodbc odbc-postgresql tdsodbc procps \
+        openjdk-17-jre-headless unixodbc libsqliteodbc odbc-postgresql tdsodbc odbc-mariadb procps \
  && if [ "$INSTALL_MSODBC18" = "true" ]; then \
         apt-get install -y --no-install-recommends curl gnupg ca-certificates \
      && curl -fsSL https://packages.microsoft.com/keys/microsoft.asc \
@@ -38,6 +38,7 @@ RUN apt-get update \
  && odbcinst -q -d | tee /dev/stderr | grep -q '^\[SQLite3\]' \
  && odbcinst -q -d | grep -q '^\[PostgreSQL Unicode\]' \
  && odbcinst -q -d | grep -q '^\[FreeTDS\]' \
+ && odbcinst -q -d | grep -q '^\[MariaDB Unicode\]' \
  && java -version
 
 WORKDIR /opt/crypto_assets

@@ -5,8 +5,8 @@ VENV        ?= .venv
 PY          := $(VENV)/bin/python
 DAGSTER     := $(VENV)/bin/dagster
 export DAGSTER_HOME ?= $(CURDIR)/data/dagster_home
-# unixODBC plus the SQLite3, PostgreSQL and FreeTDS ODBC drivers (registered in /etc/odbcinst.ini).
-OS_PACKAGES := unixodbc libsqliteodbc odbc-postgresql tdsodbc
+# unixODBC plus the SQLite3, PostgreSQL, FreeTDS and MariaDB ODBC drivers (registered in /etc/odbcinst.ini).
+OS_PACKAGES := unixodbc libsqliteodbc odbc-postgresql tdsodbc odbc-mariadb
 SUDO        := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 # Azurite (Azure Blob emulator) for the object-storage tests, from npm into a project folder.
 AZURITE     := .tools/node/node_modules/.bin/azurite-blob

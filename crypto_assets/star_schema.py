@@ -371,12 +371,3 @@ def version_at(versions: list[CoinVersion], hour: datetime) -> Optional[CoinVers
         return versions[0] if _covers(versions[0], hour) else None
     i = bisect.bisect_right([v.valid_from for v in versions], hour) - 1
     return versions[i] if i >= 0 and _covers(versions[i], hour) else None
-
-
-
-def column_kinds(table_name: str) -> dict[str, str]:
-    """Column → kind of a star table as declared here (columns added by evolution are absent)."""
-    for table in (*STAR_TABLES, SCHEMA_VERSION_TABLE):
-        if table.name == table_name:
-            return {column.name: column.kind for column in table.columns}
-    return {}

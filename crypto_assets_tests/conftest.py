@@ -25,6 +25,10 @@ POSTGRES_SERVER = os.environ.get(
     "DRIVER={PostgreSQL Unicode};SERVER=127.0.0.1;PORT=5432;UID=postgres;BoolsAsChar=0;Protocol=7.4-1",
 )
 
+# The MariaDB server of the tests (a star schema is a database there: one per test, dropped).
+MARIADB_SERVER = os.environ.get(
+    "CRYPTO_TEST_MARIADB_ODBC", "DRIVER={MariaDB Unicode};SERVER=127.0.0.1;PORT=3306;UID=root;PWD=;")
+
 
 def unavailable(reason: str):
     """Skip outside CI; under CI a missing real part is a failure, not a skip."""
@@ -127,6 +131,29 @@ def postgres_database(prefix: str):
         yield name
     finally:
         admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.close()
+
+
+@contextmanager
+def mariadb_schemas():
+    """Names for star schemas (databases) on the MariaDB server, each dropped afterwards."""
+    import pyodbc
+
+    try:
+        admin = pyodbc.connect(MARIADB_SERVER, autocommit=True, timeout=5)
+    except pyodbc.Error as error:
+        unavailable(f"MariaDB not reachable through MariaDB Connector/ODBC: {error}")
+    made: list[str] = []
+
+    def name() -> str:
+        made.append(f"crypto_t{uuid.uuid4().hex[:10]}")
+        return made[-1]
+
+    try:
+        yield name
+    finally:
+        for schema in made:
+            admin.execute(f"DROP DATABASE IF EXISTS `{schema}`")
         admin.close()
 
 

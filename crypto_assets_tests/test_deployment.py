@@ -205,7 +205,7 @@ def test_dockerfiles_install_java_odbc_and_the_package_without_secrets():
     assert re.search(r"^FROM python:3\.\d+-slim", user_code, re.M)
     assert re.search(r"^FROM python:3\.\d+-slim", dagster, re.M)
     assert re.search(r"openjdk-(1[7-9]|2\d)-jre-headless", user_code)
-    for package in ("unixodbc", "libsqliteodbc", "odbc-postgresql", "tdsodbc"):
+    for package in ("unixodbc", "libsqliteodbc", "odbc-postgresql", "tdsodbc", "odbc-mariadb"):
         assert re.search(rf"\b{package}\b", user_code), package
     # Microsoft's driver is an opt-in build argument (its EULA), off by default.
     assert re.search(r"^ARG INSTALL_MSODBC18=false$", user_code, re.M)

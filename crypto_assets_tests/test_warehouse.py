@@ -1,5 +1,6 @@
-"""The SQL sink against real databases: a SQLite file through the SQLite3 ODBC driver and
-PostgreSQL through psqlODBC (must run under CI; skipped elsewhere when no server answers).
+"""The SQL sink against real databases: a SQLite file through the SQLite3 ODBC driver,
+PostgreSQL through psqlODBC and MariaDB through MariaDB Connector/ODBC (the servers must answer
+under CI; skipped elsewhere when they do not).
 SQL Server cannot run here: its T-SQL is checked as text, produced by the same code path."""
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import pytest
 
 from crypto_assets import star_schema as star
 from crypto_assets.resources.warehouse import WarehouseError, WarehouseResource
-from conftest import POSTGRES_SERVER, postgres_database
+from conftest import MARIADB_SERVER, POSTGRES_SERVER, mariadb_schemas, postgres_database
 from support import dump, query
 from crypto_assets.tables import GOLD_DISTRIBUTION, GOLD_OVERVIEW, GOLD_TRENDS, GOLD_VOLATILITY, SILVER
 
@@ -125,10 +126,19 @@ def login_role(database: str, role: str, grant: str) -> str:
 SCHEMAS = itertools.count()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(scope="module")
+def mariadb():
+    with mariadb_schemas() as name:
+        yield name
+
+
+@pytest.fixture(params=["sqlite", "postgresql", "mariadb"])
 def wh(request, tmp_path) -> WarehouseResource:
     if request.param == "sqlite":
         return WarehouseResource(odbc_connection_string=f"DRIVER={{SQLite3}};Database={tmp_path}/wh.sqlite;BigInt=1")
+    if request.param == "mariadb":
+        return WarehouseResource(odbc_connection_string=MARIADB_SERVER, schema_name=request.getfixturevalue("mariadb")(),
+                                 reader_role=f"crypto_reader_t{os.getpid()}")
     database, role = request.getfixturevalue("pg_database")
     return WarehouseResource(
         odbc_connection_string=f"{POSTGRES_SERVER};DATABASE={database}",
@@ -437,7 +447,7 @@ def test_tsql_load_path(monkeypatch):
 
 
 def test_batch_sizes_per_dialect():
-    from crypto_assets.resources.warehouse import DIALECTS
+    from crypto_assets.resources.warehouse.dialects import DIALECTS
 
     assert DIALECTS["mssql"].rows_per_statement(16) == 131
     assert DIALECTS["mssql"].rows_per_statement(1) == 1000

@@ -20,31 +20,27 @@ from dagster import (
     multi_asset,
 )
 
+from crypto_assets import star_schema as star
 from crypto_assets.assets.checks import Check, audit, failed_blocking, publish_in_slices, specs
 from crypto_assets.assets.common import BACKFILL_POLICY, FRESHNESS_POLICY, run_window
 from crypto_assets.assets.gold import MAX_LOOKBACK_HOURS, affected_window
 from crypto_assets.partitions import hourly_partitions, window_label
 from crypto_assets.resources.lakehouse import LakehouseResource
 from crypto_assets.resources.warehouse import WarehouseResource, WindowLoad
+from crypto_assets.star_schema import StarTable
 from crypto_assets.tables import GOLD_TABLES, SILVER
 
-# Each fact table and the lakehouse table it must match row for row in every window.
-FACT_SOURCES = {
-    "fact_market_snapshot": SILVER,
-    **{table.name.replace("gold_", "fact_"): table for table in GOLD_TABLES},
-}
-STAR_TABLES = ("dim_coin", "dim_time", *FACT_SOURCES)
-ANCHOR = AssetKey(["warehouse", "fact_market_snapshot"])
+def warehouse_key(table: StarTable) -> AssetKey:
+    return AssetKey(["warehouse", table.name])
 
 
-def warehouse_key(table: str) -> AssetKey:
-    return AssetKey(["warehouse", table])
+# The checks hang on the fact every hour has.
+ANCHOR = warehouse_key(star.FACT_MARKET_SNAPSHOT)
 
 
-def _deps(table: str) -> list[AssetKey]:
-    if table in FACT_SOURCES:
-        return [FACT_SOURCES[table].asset_key]
-    return [SILVER.asset_key]
+def _deps(table: StarTable) -> list[AssetKey]:
+    """A fact depends on the lakehouse table it is loaded from; the dimensions on Silver."""
+    return [(table.source or SILVER).asset_key]
 
 
 @dataclass(frozen=True)
@@ -77,9 +73,9 @@ CHECKS = (
 @multi_asset(
     specs=[
         AssetSpec(warehouse_key(table), deps=_deps(table), group_name="warehouse", kinds={"sql", "odbc"},
-                  description=f"Star schema table {table}, loaded per hour window.",
+                  description=f"Star schema table {table.name}, loaded per hour window.",
                   freshness_policy=FRESHNESS_POLICY)
-        for table in STAR_TABLES
+        for table in star.STAR_TABLES
     ],
     check_specs=specs(ANCHOR, CHECKS),
     partitions_def=hourly_partitions,
@@ -100,7 +96,7 @@ def warehouse_star_schema(context: AssetExecutionContext, lakehouse: LakehouseRe
 
         def accept(load: WindowLoad) -> bool:
             sizes = {SILVER.name: len(read["silver"]), **{name: len(rows) for name, rows in read["gold"].items()}}
-            expected = {fact: sizes[source.name] for fact, source in FACT_SOURCES.items()}
+            expected = {fact.name: sizes[fact.source.name] for fact in star.FACTS}
             results[:] = audit(ANCHOR, CHECKS, LoadedWindow(load, expected))
             return not failed_blocking(results)
 
@@ -115,12 +111,12 @@ def warehouse_star_schema(context: AssetExecutionContext, lakehouse: LakehouseRe
         context.log.info("%s: loaded %s", label, load.written)
 
     results = yield from publish_in_slices("warehouse", start, end, lakehouse.slice_hours, plan_and_commit, on_committed)
-    for table in STAR_TABLES:
+    for table in star.STAR_TABLES:
         yield MaterializeResult(
             asset_key=warehouse_key(table),
             metadata={
-                "rows_written": written.get(table, 0),
-                "dagster/row_count": counts.get(table, written.get(table, 0)),
+                "rows_written": written.get(table.name, 0),
+                "dagster/row_count": counts.get(table.name, written.get(table.name, 0)),
                 "dialect": warehouse.sql_dialect().name,
                 "hours_loaded": window_label(start, end),
             },

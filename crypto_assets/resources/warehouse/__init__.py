@@ -1,0 +1,8 @@
+"""The SQL sink: the star schema loaded through pyodbc (``resource.py`` wires ``odbc``,
+``dialects`` and ``load``)."""
+
+from crypto_assets.resources.warehouse.load import WindowLoad
+from crypto_assets.resources.warehouse.odbc import DEFAULT_ODBC, WarehouseError, mask_password
+from crypto_assets.resources.warehouse.resource import WarehouseResource
+
+__all__ = ["DEFAULT_ODBC", "WarehouseError", "WarehouseResource", "WindowLoad", "mask_password"]
