@@ -2,48 +2,18 @@
 
 from __future__ import annotations
 
-import os
-import time
-import uuid
-from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 
+from support import (
+    POSTGRES_SERVER, REFERENCE_COINS, REFERENCE_HOURS, SAMPLES, postgres_database, settle_hour, unavailable,
+)
+
 from crypto_assets.resources.spark import SparkResource
 from crypto_assets.simulator import Simulator
 from services import AZURITE, BIN, azurite, create_bucket, create_container, s3_server
-
-REPO = Path(__file__).resolve().parents[1]
-# The recorded CoinGecko responses live beside the repository, never inside it.
-SAMPLES = REPO.parent / "shared" / "coingecko" / "samples"
-IN_CI = bool(os.environ.get("CI"))
-# The PostgreSQL server of the tests, without a database: append ";DATABASE=name".
-POSTGRES_SERVER = os.environ.get(
-    "CRYPTO_TEST_POSTGRES_ODBC",
-    "DRIVER={PostgreSQL Unicode};SERVER=127.0.0.1;PORT=5432;UID=postgres;BoolsAsChar=0;Protocol=7.4-1",
-)
-
-# The MariaDB server of the tests (a star schema is a database there: one per test, dropped).
-MARIADB_SERVER = os.environ.get(
-    "CRYPTO_TEST_MARIADB_ODBC", "DRIVER={MariaDB Unicode};SERVER=127.0.0.1;PORT=3306;UID=root;PWD=;")
-
-
-def unavailable(reason: str):
-    """Skip outside CI; under CI a missing real part is a failure, not a skip."""
-    if IN_CI:
-        pytest.fail(f"{reason} (CI is set: this test must run)")
-    pytest.skip(reason)
-
-
-def settle_hour(margin_seconds: int = 60) -> None:
-    """Tests that capture "the current hour" compute it before the pipeline does: never start
-    one in the last ``margin_seconds`` of an hour, or the two could name different hours."""
-    now = datetime.now(timezone.utc)
-    left = 3600 - (now.minute * 60 + now.second)
-    if left <= margin_seconds:
-        time.sleep(left + 1)
 
 
 @pytest.fixture
@@ -74,10 +44,6 @@ def simulator():
     """The CoinGecko simulator on 127.0.0.1, shared; tests that inject faults clear them."""
     with Simulator(coins=400) as sim:
         yield sim
-
-
-# The hours every "same data, other path" test builds: three past hours at 20 coins.
-REFERENCE_HOURS, REFERENCE_COINS = 3, 20
 
 
 @pytest.fixture(scope="session")
@@ -114,47 +80,6 @@ def reference_run(still_simulator, tmp_path_factory):
 def sqlite_odbc(tmp_path_factory) -> str:
     path = tmp_path_factory.mktemp("warehouse") / "warehouse.sqlite"
     return f"DRIVER={{SQLite3}};Database={path};BigInt=1"
-
-
-@contextmanager
-def postgres_database(prefix: str):
-    """The name of a fresh database on the test server, dropped afterwards."""
-    import pyodbc
-
-    try:
-        admin = pyodbc.connect(POSTGRES_SERVER + ";DATABASE=postgres", autocommit=True, timeout=5)
-    except pyodbc.Error as error:
-        unavailable(f"PostgreSQL not reachable through psqlODBC: {error}")
-    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-    admin.execute(f"CREATE DATABASE {name}")
-    try:
-        yield name
-    finally:
-        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        admin.close()
-
-
-@contextmanager
-def mariadb_schemas():
-    """Names for star schemas (databases) on the MariaDB server, each dropped afterwards."""
-    import pyodbc
-
-    try:
-        admin = pyodbc.connect(MARIADB_SERVER, autocommit=True, timeout=5)
-    except pyodbc.Error as error:
-        unavailable(f"MariaDB not reachable through MariaDB Connector/ODBC: {error}")
-    made: list[str] = []
-
-    def name() -> str:
-        made.append(f"crypto_t{uuid.uuid4().hex[:10]}")
-        return made[-1]
-
-    try:
-        yield name
-    finally:
-        for schema in made:
-            admin.execute(f"DROP DATABASE IF EXISTS `{schema}`")
-        admin.close()
 
 
 @pytest.fixture(scope="module")

@@ -8,16 +8,95 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import datetime
+import uuid
+from contextlib import contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pyarrow as pa
 import pyodbc
+import pytest
 
 from crypto_assets import star_schema as star
 from crypto_assets.resources.lakehouse import LakehouseResource
 from crypto_assets.resources.warehouse import WarehouseResource
 from crypto_assets.tables import ALL_TABLES
+
+REPO = Path(__file__).resolve().parents[1]
+# The recorded CoinGecko responses live beside the repository, never inside it.
+SAMPLES = REPO.parent / "shared" / "coingecko" / "samples"
+IN_CI = bool(os.environ.get("CI"))
+# The PostgreSQL server of the tests, without a database: append ";DATABASE=name".
+POSTGRES_SERVER = os.environ.get(
+    "CRYPTO_TEST_POSTGRES_ODBC",
+    "DRIVER={PostgreSQL Unicode};SERVER=127.0.0.1;PORT=5432;UID=postgres;BoolsAsChar=0;Protocol=7.4-1",
+)
+
+# The MariaDB server of the tests (a star schema is a database there: one per test, dropped).
+MARIADB_SERVER = os.environ.get(
+    "CRYPTO_TEST_MARIADB_ODBC", "DRIVER={MariaDB Unicode};SERVER=127.0.0.1;PORT=3306;UID=root;PWD=;")
+
+
+def unavailable(reason: str):
+    """Skip outside CI; under CI a missing real part is a failure, not a skip."""
+    if IN_CI:
+        pytest.fail(f"{reason} (CI is set: this test must run)")
+    pytest.skip(reason)
+
+
+def settle_hour(margin_seconds: int = 60) -> None:
+    """Tests that capture "the current hour" compute it before the pipeline does: never start
+    one in the last ``margin_seconds`` of an hour, or the two could name different hours."""
+    now = datetime.now(timezone.utc)
+    left = 3600 - (now.minute * 60 + now.second)
+    if left <= margin_seconds:
+        time.sleep(left + 1)
+
+
+@contextmanager
+def postgres_database(prefix: str):
+    """The name of a fresh database on the test server, dropped afterwards."""
+    import pyodbc
+
+    try:
+        admin = pyodbc.connect(POSTGRES_SERVER + ";DATABASE=postgres", autocommit=True, timeout=5)
+    except pyodbc.Error as error:
+        unavailable(f"PostgreSQL not reachable through psqlODBC: {error}")
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    admin.execute(f"CREATE DATABASE {name}")
+    try:
+        yield name
+    finally:
+        admin.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.close()
+
+
+@contextmanager
+def mariadb_schemas():
+    """Names for star schemas (databases) on the MariaDB server, each dropped afterwards."""
+    import pyodbc
+
+    try:
+        admin = pyodbc.connect(MARIADB_SERVER, autocommit=True, timeout=5)
+    except pyodbc.Error as error:
+        unavailable(f"MariaDB not reachable through MariaDB Connector/ODBC: {error}")
+    made: list[str] = []
+
+    def name() -> str:
+        made.append(f"crypto_t{uuid.uuid4().hex[:10]}")
+        return made[-1]
+
+    try:
+        yield name
+    finally:
+        for schema in made:
+            admin.execute(f"DROP DATABASE IF EXISTS `{schema}`")
+        admin.close()
+
+
+# The hours every "same data, other path" test builds: three past hours at 20 coins.
+REFERENCE_HOURS, REFERENCE_COINS = 3, 20
+
 
 # A local instance as `make demo` writes it: one CoinGecko capture at a time across its runs.
 POOLED_INSTANCE = "telemetry:\n  enabled: false\nconcurrency:\n  pools:\n    default_limit: 1\n"

@@ -8,7 +8,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from conftest import settle_hour
+from support import settle_hour
 from dagster import (
     AssetCheckResult,
     AssetCheckSpec,

@@ -11,8 +11,8 @@ still show it as started).
 from __future__ import annotations
 
 import pytest
-from conftest import REFERENCE_COINS
 from support import (
+    REFERENCE_COINS,
     kill_tree,
     lake_content,
     materialize,

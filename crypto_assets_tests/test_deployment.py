@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import REPO, postgres_database
+from support import REPO, postgres_database
 from services import free_port
 from crypto_assets.partitions import HOUR, current_hour, partition_key
 from crypto_assets.tables import ALL_TABLES

@@ -14,8 +14,7 @@ from crypto_assets.partitions import HOUR, current_hour, partition_key
 from crypto_assets.resources.lakehouse import LakehouseResource
 from crypto_assets.simulator import Simulator
 from crypto_assets.tables import BRONZE, QUARANTINE, SILVER
-from conftest import settle_hour
-from support import materialize
+from support import materialize, settle_hour
 
 LIMIT = 1000  # four pages of 250: one fault per page
 

@@ -6,8 +6,7 @@ backfill goes a week at a time: slicing must not change a row either."""
 
 from __future__ import annotations
 
-from conftest import REFERENCE_COINS, REFERENCE_HOURS
-from support import lake_content, materialize, pipeline_env, star_content
+from support import REFERENCE_COINS, REFERENCE_HOURS, lake_content, materialize, pipeline_env, star_content
 
 from crypto_assets.partitions import HOUR, hour_label, partition_key
 from crypto_assets.resources.lakehouse import LakehouseResource

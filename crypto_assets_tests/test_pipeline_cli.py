@@ -9,8 +9,7 @@ import os
 
 import pyarrow.compute as pc
 import pytest
-from conftest import settle_hour
-from support import dump, lake_state, materialize
+from support import dump, lake_state, materialize, settle_hour
 
 from crypto_assets.partitions import HOUR, current_hour, partition_key
 from crypto_assets.resources.lakehouse import LakehouseResource, rows_per_hour

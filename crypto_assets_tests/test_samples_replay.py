@@ -24,7 +24,7 @@ from crypto_assets.resources.landing import Landing
 from crypto_assets.simulator import Simulator
 from crypto_assets.tables import BRONZE
 from crypto_assets.transforms.silver import SilverRules, clean_markets, unknown_fields
-from conftest import SAMPLES
+from support import SAMPLES
 
 FILES = sorted(path.name for path in SAMPLES.glob("markets_*.json"))
 WRAPPED = [name for name in FILES if "wrapped" in name]

@@ -10,9 +10,8 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from conftest import REFERENCE_COINS
+from support import REFERENCE_COINS, lake_content, materialize, pipeline_env, star_content
 from services import s3_server, spark_cluster, spark_connect_server
-from support import lake_content, materialize, pipeline_env, star_content
 
 from crypto_assets.partitions import HOUR, current_hour, partition_key
 from crypto_assets.resources.lakehouse import LakehouseResource

@@ -17,7 +17,7 @@ import pytest
 import requests
 from dagster import DagsterInstance
 
-from conftest import settle_hour
+from support import settle_hour
 from services import free_port
 from crypto_assets.partitions import current_hour, partition_key
 from crypto_assets.simulator import Simulator

@@ -16,8 +16,7 @@ import pytest
 
 from crypto_assets import star_schema as star
 from crypto_assets.resources.warehouse import WarehouseError, WarehouseResource
-from conftest import MARIADB_SERVER, POSTGRES_SERVER, mariadb_schemas, postgres_database
-from support import dump, query
+from support import MARIADB_SERVER, POSTGRES_SERVER, dump, mariadb_schemas, postgres_database, query
 from crypto_assets.tables import GOLD_DISTRIBUTION, GOLD_OVERVIEW, GOLD_TRENDS, GOLD_VOLATILITY, SILVER
 
 H0 = datetime(2026, 3, 2, 0, tzinfo=timezone.utc)  # a Monday
