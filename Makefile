@@ -12,7 +12,7 @@ SUDO        := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 AZURITE     := .tools/node/node_modules/.bin/azurite-blob
 AZURITE_VERSION := 3.35.0
 
-.PHONY: setup system demo test run ui bench clean
+.PHONY: setup system demo test lint fmt run ui bench clean
 
 setup: system $(VENV)/.installed $(AZURITE)
 
@@ -46,8 +46,17 @@ demo: setup
 
 # The tests also drive the Dagster UI in Debian's headless Chromium.
 test: OS_PACKAGES += chromium chromium-driver
-test: setup
+test: setup lint
 	$(PY) -m pytest
+
+# ruff: lint (pyflakes' defects, sorted imports) and the formatter's style, as CI enforces them.
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+fmt: setup
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
 
 # The current hour from the live CoinGecko API (set COINGECKO_API_KEY, COINGECKO_PLAN).
 run: setup

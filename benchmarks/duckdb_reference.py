@@ -19,8 +19,12 @@ from datetime import datetime, timedelta
 from crypto_assets.resources.lakehouse import LakehouseResource
 from crypto_assets.tables import BRONZE, MARKET_CAP_TIERS, NUMERIC_FIELDS, SILVER, TIMESTAMP_FIELDS
 
-NUMBERS = ("current_price", "market_cap", "market_cap_rank",
-           *[f for f in NUMERIC_FIELDS if f not in ("current_price", "market_cap")])  # Silver's check order
+NUMBERS = (
+    "current_price",
+    "market_cap",
+    "market_cap_rank",
+    *[f for f in NUMERIC_FIELDS if f not in ("current_price", "market_cap")],
+)  # Silver's check order
 FIELDS = ("symbol", "name", *NUMBERS, *TIMESTAMP_FIELDS, "roi")
 SUPPLY = ("circulating_supply", "total_supply", "max_supply")
 
@@ -32,12 +36,16 @@ def _finite(expression: str) -> str:
 def silver_sql(high_volume: float = 1e9, stale_seconds: int = 7200) -> str:
     paths = ", ".join(f"'$.{f}'" for f in FIELDS)
     texts = {f: f"_v[{i + 1}]" for i, f in enumerate(FIELDS)}
-    texts.update(roi_times="json_extract_string(_v[{0}], '$.times')".format(FIELDS.index("roi") + 1),
-                 roi_percentage="json_extract_string(_v[{0}], '$.percentage')".format(FIELDS.index("roi") + 1))
+    texts.update(
+        roi_times="json_extract_string(_v[{0}], '$.times')".format(FIELDS.index("roi") + 1),
+        roi_percentage="json_extract_string(_v[{0}], '$.percentage')".format(FIELDS.index("roi") + 1),
+    )
     numbers = {f: _finite(texts[f]) for f in (*NUMBERS, "roi_times", "roi_percentage")}
     numbers["market_cap_rank"] = f"TRY_CAST({numbers['market_cap_rank']} AS INTEGER)"
-    not_numeric = " ".join(f"WHEN {texts[f]} IS NOT NULL AND {numbers[f]} IS NULL THEN 'not_numeric:{f}'"
-                           for f in (*NUMBERS, "roi_times", "roi_percentage"))
+    not_numeric = " ".join(
+        f"WHEN {texts[f]} IS NOT NULL AND {numbers[f]} IS NULL THEN 'not_numeric:{f}'"
+        for f in (*NUMBERS, "roi_times", "roi_percentage")
+    )
     supply = " ".join(f"WHEN {numbers[f]} < 0 THEN 'negative_supply:{f}'" for f in SUPPLY)
     typed = ", ".join(f"{numbers[f]} AS {f}" for f in (*NUMBERS, "roi_times", "roi_percentage"))
     stamps = ", ".join(f"TRY_CAST({texts[f]} AS TIMESTAMPTZ) AS {f}" for f in TIMESTAMP_FIELDS)
@@ -53,10 +61,10 @@ def silver_sql(high_volume: float = 1e9, stale_seconds: int = 7200) -> str:
                CASE WHEN NOT _is_object THEN 'malformed_json'
                     WHEN coin_id IS NULL OR trim(coin_id) = '' THEN 'missing_id'
                     {not_numeric}
-                    WHEN coalesce({numbers['current_price']} <= 0, true) THEN 'non_positive_price'
-                    WHEN {numbers['total_volume']} < 0 THEN 'negative_volume'
+                    WHEN coalesce({numbers["current_price"]} <= 0, true) THEN 'non_positive_price'
+                    WHEN {numbers["total_volume"]} < 0 THEN 'negative_volume'
                     {supply}
-                    WHEN {numbers['market_cap']} < 0 THEN 'negative_market_cap' END AS _reason
+                    WHEN {numbers["market_cap"]} < 0 THEN 'negative_market_cap' END AS _reason
         FROM parsed),
     ranked AS (
         SELECT *, row_number() OVER best AS _rank, first(capture_id) OVER best AS _best
@@ -72,7 +80,11 @@ def silver_sql(high_volume: float = 1e9, stale_seconds: int = 7200) -> str:
     FROM ranked"""
 
 
-TIER = "CASE " + " ".join(f"WHEN market_cap >= {bound} THEN '{name}'" for name, bound in MARKET_CAP_TIERS) + " ELSE 'unknown' END"
+TIER = (
+    "CASE "
+    + " ".join(f"WHEN market_cap >= {bound} THEN '{name}'" for name, bound in MARKET_CAP_TIERS)
+    + " ELSE 'unknown' END"
+)
 GOLD_SQL = {
     "overview": """
         SELECT ingest_hour, string_agg(DISTINCT vs_currency, ',' ORDER BY vs_currency) AS vs_currency,
@@ -162,7 +174,10 @@ def compare(lake_root: str, windows: dict[str, tuple[datetime, datetime]], repea
     try:
         for name, (start, end) in windows.items():
             timings = {}
-            for path, run in (("spark", lambda: spark_path(lake, spark, start, end)), ("duckdb", lambda: duckdb_path(lake, start, end))):
+            for path, run in (
+                ("spark", lambda: spark_path(lake, spark, start, end)),
+                ("duckdb", lambda: duckdb_path(lake, start, end)),
+            ):
                 seconds = []
                 for _ in range(repeat):
                     began = time.monotonic()
@@ -170,8 +185,10 @@ def compare(lake_root: str, windows: dict[str, tuple[datetime, datetime]], repea
                     seconds.append(time.monotonic() - began)
                 timings[path] = statistics.median(seconds)
                 print(f"  {name:14s} {path:7s} {timings[path]:7.2f}s  rows {counts}")
-            print(f"  {name:14s} Spark path / DuckDB {timings['spark'] / timings['duckdb']:.2f}×  target ≤ 3×  "
-                  f"{'met' if timings['spark'] <= 3 * timings['duckdb'] else 'NOT met'}")
+            print(
+                f"  {name:14s} Spark path / DuckDB {timings['spark'] / timings['duckdb']:.2f}×  target ≤ 3×  "
+                f"{'met' if timings['spark'] <= 3 * timings['duckdb'] else 'NOT met'}"
+            )
     finally:
         resource.teardown_after_execution(None)
 

@@ -34,14 +34,24 @@ from crypto_assets.tables import BRONZE
 STAGES = {
     "bronze": ("raw_data__bronze_coingecko_markets",),
     "silver": ("silver_market_snapshots",),
-    "gold": ("aggregated_data__gold_market_overview", "aggregated_data__gold_market_distribution",
-             "aggregated_data__gold_price_volatility", "aggregated_data__gold_market_trends"),
+    "gold": (
+        "aggregated_data__gold_market_overview",
+        "aggregated_data__gold_market_distribution",
+        "aggregated_data__gold_price_volatility",
+        "aggregated_data__gold_market_trends",
+    ),
     "warehouse": ("warehouse_star_schema",),
 }
 
 
-def run_once(base_url: str, coins: int | str, partition_args: list[str], lake: str | None = None,
-             extra_env: dict[str, str] | None = None, workdir: Path | None = None) -> dict[str, float]:
+def run_once(
+    base_url: str,
+    coins: int | str,
+    partition_args: list[str],
+    lake: str | None = None,
+    extra_env: dict[str, str] | None = None,
+    workdir: Path | None = None,
+) -> dict[str, float]:
     """One CLI run in a fresh lakehouse (a temporary folder unless ``lake`` is given), warehouse
     and Dagster home, or in those of ``workdir`` (kept, so a later run sees this one's tables);
     its figures."""
@@ -59,8 +69,18 @@ def run_once(base_url: str, coins: int | str, partition_args: list[str], lake: s
             "CRYPTO_WAREHOUSE_ODBC": f"DRIVER={{SQLite3}};Database={tmp}/warehouse.sqlite;BigInt=1",
             **(extra_env or {}),
         }
-        command = [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "crypto_assets.definitions",
-                   "--select", "*", *partition_args]
+        command = [
+            sys.executable,
+            "-m",
+            "dagster",
+            "asset",
+            "materialize",
+            "-m",
+            "crypto_assets.definitions",
+            "--select",
+            "*",
+            *partition_args,
+        ]
         started = time.monotonic()
         with tempfile.TemporaryFile() as stderr:
             process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
@@ -111,8 +131,10 @@ def tree_rss(pid: int) -> int:
 def report(name: str, runs: list[dict[str, float]]) -> dict[str, float]:
     medians = {key: statistics.median(run[key] for run in runs) for key in runs[0]}
     stages = "  ".join(f"{stage} {medians[stage]:6.1f}s" for stage in ("fetch", *STAGES))
-    print(f"{name:36s} wall {medians['wall']:6.1f}s  peak RSS {medians['peak_rss_mb']:6.0f} MB "
-          f"(Python {medians['peak_python_mb']:5.0f})  |  {stages}")
+    print(
+        f"{name:36s} wall {medians['wall']:6.1f}s  peak RSS {medians['peak_rss_mb']:6.0f} MB "
+        f"(Python {medians['peak_python_mb']:5.0f})  |  {stages}"
+    )
     return medians
 
 
@@ -125,13 +147,19 @@ def main() -> None:
     backfill = f"{partition_key(now - 24 * HOUR)}...{partition_key(now - HOUR)}"
     print(f"{args.coins} coins, median of {args.repeat} runs each, {os.cpu_count()} cores")
     with Simulator(coins=args.coins + 50) as simulator:
-        hour = report("one hour (snapshot)", [run_once(simulator.base_url, args.coins, ["--partition", partition_key(now)])
-                                              for _ in range(args.repeat)])
-        day = report("24-hour backfill, one run", [run_once(simulator.base_url, args.coins, ["--partition-range", backfill])
-                                                   for _ in range(args.repeat)])
+        hour = report(
+            "one hour (snapshot)",
+            [run_once(simulator.base_url, args.coins, ["--partition", partition_key(now)]) for _ in range(args.repeat)],
+        )
+        day = report(
+            "24-hour backfill, one run",
+            [run_once(simulator.base_url, args.coins, ["--partition-range", backfill]) for _ in range(args.repeat)],
+        )
     print(f"{'reference: 24 hourly runs':36s} wall {24 * hour['wall']:6.1f}s  (24 × one hour)")
-    print(f"single-run backfill is {24 * hour['wall'] / day['wall']:.1f}× faster than hour by hour; "
-          f"{args.coins * 24 / day['wall']:.0f} coin-hours/s")
+    print(
+        f"single-run backfill is {24 * hour['wall'] / day['wall']:.1f}× faster than hour by hour; "
+        f"{args.coins * 24 / day['wall']:.0f} coin-hours/s"
+    )
 
 
 if __name__ == "__main__":

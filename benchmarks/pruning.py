@@ -37,8 +37,12 @@ START = datetime(2026, 10, 1, tzinfo=timezone.utc)
 def silver_hour(hour: datetime, coins: int) -> pa.Table:
     physical = pa.schema([f for f in SILVER.arrow_schema if f.name != "ingest_date"])
     rows = {name: [None] * coins for name in physical.names}
-    rows.update(coin_id=[f"coin-{i:04d}" for i in range(coins)], current_price=[1.0 + i for i in range(coins)],
-                ingest_hour=[hour] * coins, source=["snapshot"] * coins)
+    rows.update(
+        coin_id=[f"coin-{i:04d}" for i in range(coins)],
+        current_price=[1.0 + i for i in range(coins)],
+        ingest_hour=[hour] * coins,
+        source=["snapshot"] * coins,
+    )
     return pa.Table.from_pydict(rows, schema=physical)
 
 
@@ -85,8 +89,11 @@ def measure(days: int, coins: int, repeat: int) -> dict[str, dict[str, float]]:
                 started = time.perf_counter()
                 write(data)
                 seconds = time.perf_counter() - started
-                for key, value in (("active files", len(DeltaTable(uri).file_uris())), ("files the write must read", files),
-                                   ("write seconds", seconds)):
+                for key, value in (
+                    ("active files", len(DeltaTable(uri).file_uris())),
+                    ("files the write must read", files),
+                    ("write seconds", seconds),
+                ):
                     figures[name].setdefault(key, []).append(value)
     return {name: {key: statistics.median(values) for key, values in per.items()} for name, per in figures.items()}
 
@@ -97,7 +104,9 @@ def main() -> None:
     parser.add_argument("--coins", type=int, default=50)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
-    print(f"Silver, {args.days} days of hourly windows at {args.coins} coins; rewriting one hour (medians of {args.repeat})")
+    print(
+        f"Silver, {args.days} days of hourly windows at {args.coins} coins; rewriting one hour (medians of {args.repeat})"
+    )
     results = measure(args.days, args.coins, args.repeat)
     print(f"{'':28s} {'before (reference)':>20s} {'after':>12s}")
     for key in results["before"]:

@@ -42,16 +42,28 @@ resource._spark_session.stop()
 
 def timed(command: list[str], env: dict[str, str] | None = None) -> float:
     started = time.monotonic()
-    subprocess.run(command, env={**os.environ, **(env or {})}, check=True, stdout=subprocess.DEVNULL,
-                   stderr=subprocess.DEVNULL)
+    subprocess.run(
+        command, env={**os.environ, **(env or {})}, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     return time.monotonic() - started
 
 
 def floors(repeat: int) -> tuple[float, float]:
     spark = statistics.median(timed([sys.executable, "-c", SPARK_FLOOR]) for _ in range(repeat))
     with tempfile.TemporaryDirectory(prefix="crypto_noop_") as home:
-        noop = [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "benchmarks.noop", "--select", "noop",
-                "--partition", partition_key(current_hour())]
+        noop = [
+            sys.executable,
+            "-m",
+            "dagster",
+            "asset",
+            "materialize",
+            "-m",
+            "benchmarks.noop",
+            "--select",
+            "noop",
+            "--partition",
+            partition_key(current_hour()),
+        ]
         cli = statistics.median(timed(noop, {"DAGSTER_HOME": home}) for _ in range(repeat))
     print(f"{'floor: bare Spark start+stop':34s} {spark:6.1f}s")
     print(f"{'floor: no-op CLI materialize':34s} {cli:6.1f}s")
@@ -70,13 +82,17 @@ def verdict(name: str, value: float, target: float, unit: str = "×") -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--coins", type=int, default=1000)
-    parser.add_argument("--all-coins", type=int, default=18000, help="the simulator's universe for CRYPTO_COINS_LIMIT=all")
+    parser.add_argument(
+        "--all-coins", type=int, default=18000, help="the simulator's universe for CRYPTO_COINS_LIMIT=all"
+    )
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--no-year", action="store_true", help="skip the one-year backfill (the longest figure)")
     args = parser.parse_args()
     os.environ["CRYPTO_PARTITIONS_START"] = PARTITIONS_START  # the CLI runs inherit it
     now_key = ["--partition", partition_key(current_hour())]
-    print(f"{args.coins} coins (and all {args.all_coins}), medians of {args.repeat} where repeated, {os.cpu_count()} cores")
+    print(
+        f"{args.coins} coins (and all {args.all_coins}), medians of {args.repeat} where repeated, {os.cpu_count()} cores"
+    )
     spark_floor, cli_floor = floors(args.repeat)
     floor = spark_floor + cli_floor
     with Simulator(coins=args.all_coins) as simulator:
@@ -92,10 +108,13 @@ def main() -> None:
         year = after_year = None
         if not args.no_year:
             with tempfile.TemporaryDirectory(prefix="crypto_year_") as kept:
-                year = report(f"{YEAR_HOURS}-hour backfill (a year)", [run_once(url, args.coins, backfill(YEAR_HOURS),
-                                                                               workdir=Path(kept))])
-                after_year = report("one hour after a year of history", [run_once(url, args.coins, now_key,
-                                                                                   workdir=Path(kept))])
+                year = report(
+                    f"{YEAR_HOURS}-hour backfill (a year)",
+                    [run_once(url, args.coins, backfill(YEAR_HOURS), workdir=Path(kept))],
+                )
+                after_year = report(
+                    "one hour after a year of history", [run_once(url, args.coins, now_key, workdir=Path(kept))]
+                )
     print("targets (issue #12):")
     verdict("one hour / (no-op CLI + bare Spark), 1,000 coins", hour["wall"] / floor, 1.3)
     verdict(f"one hour / (no-op CLI + bare Spark), {args.all_coins} coins", every["wall"] / floor, 1.5)

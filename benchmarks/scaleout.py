@@ -43,16 +43,28 @@ def main() -> None:
             os.environ.update(s3)  # this process reads nothing from S3, its children do
 
             def runs(lake=None, **env):
-                return [run_once(simulator.base_url, args.coins, window, lake and f"{lake}/{uuid.uuid4().hex}", env)
-                        for _ in range(args.repeat)]
+                return [
+                    run_once(simulator.base_url, args.coins, window, lake and f"{lake}/{uuid.uuid4().hex}", env)
+                    for _ in range(args.repeat)
+                ]
 
             local = report("local disk, local Spark (ref)", runs())
             on_s3 = report("S3 (moto), local Spark", runs("s3://bench"))
             with spark_cluster(logs, env=s3) as master:
-                cluster = report("local disk, standalone cluster", runs(SPARK_MASTER=master, SPARK_LOCAL_IP="127.0.0.1"))
-                both = report("S3 (moto), standalone cluster", runs("s3://bench", SPARK_MASTER=master, SPARK_LOCAL_IP="127.0.0.1"))
-    for name, figures in (("S3 / local disk", on_s3), ("cluster / local Spark", cluster), ("S3 + cluster / local", both)):
-        print(f"{name:28s} wall {figures['wall'] / local['wall']:.2f}×  driver peak {figures['peak_rss_mb'] / local['peak_rss_mb']:.2f}×")
+                cluster = report(
+                    "local disk, standalone cluster", runs(SPARK_MASTER=master, SPARK_LOCAL_IP="127.0.0.1")
+                )
+                both = report(
+                    "S3 (moto), standalone cluster", runs("s3://bench", SPARK_MASTER=master, SPARK_LOCAL_IP="127.0.0.1")
+                )
+    for name, figures in (
+        ("S3 / local disk", on_s3),
+        ("cluster / local Spark", cluster),
+        ("S3 + cluster / local", both),
+    ):
+        print(
+            f"{name:28s} wall {figures['wall'] / local['wall']:.2f}×  driver peak {figures['peak_rss_mb'] / local['peak_rss_mb']:.2f}×"
+        )
 
 
 if __name__ == "__main__":

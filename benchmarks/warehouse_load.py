@@ -92,13 +92,17 @@ def sink_runs(wh: WarehouseResource, silver: pa.Table, end: datetime, repeat: in
 def psql(database: str, command: str) -> None:
     subprocess.run(
         ["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", database, "-v", "ON_ERROR_STOP=1", "-qc", command],
-        check=True, capture_output=True, text=True,
+        check=True,
+        capture_output=True,
+        text=True,
     )
 
 
 def report(label: str, rows: int, runs: list[float]) -> float:
     median = statistics.median(runs)
-    print(f"{label:<34} median {median:7.3f} s   {rows / median:>10,.0f} rows/s   runs {', '.join(f'{r:.3f}' for r in runs)}")
+    print(
+        f"{label:<34} median {median:7.3f} s   {rows / median:>10,.0f} rows/s   runs {', '.join(f'{r:.3f}' for r in runs)}"
+    )
     return rows / median
 
 
@@ -108,8 +112,10 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     silver, end = silver_rows(args.rows)
-    print(f"{args.rows:,} fact_market_snapshot rows ({COINS} coins × {(end - START) // timedelta(hours=1)} hours), "
-          f"{args.repeat} repetitions\n")
+    print(
+        f"{args.rows:,} fact_market_snapshot rows ({COINS} coins × {(end - START) // timedelta(hours=1)} hours), "
+        f"{args.repeat} repetitions\n"
+    )
 
     with tempfile.TemporaryDirectory() as tmp:
         lite = WarehouseResource(odbc_connection_string=f"DRIVER={{SQLite3}};Database={tmp}/bench.sqlite;BigInt=1")
@@ -119,7 +125,9 @@ def main() -> None:
         admin = pyodbc.connect(f"{PG};DATABASE=postgres", autocommit=True)
         admin.execute(f"CREATE DATABASE {database}")
         try:
-            pg = WarehouseResource(odbc_connection_string=f"{PG};DATABASE={database}", schema_name="bench", reader_role=None)
+            pg = WarehouseResource(
+                odbc_connection_string=f"{PG};DATABASE={database}", schema_name="bench", reader_role=None
+            )
             ours = report("PostgreSQL psqlODBC, our sink", args.rows, sink_runs(pg, silver, end, args.repeat))
             csv = Path(tmp) / "facts.csv"
             psql(database, f"\\copy bench.fact_market_snapshot TO '{csv}' CSV")  # the rows our sink wrote

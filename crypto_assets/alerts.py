@@ -30,8 +30,13 @@ from crypto_assets.settings import env
 WEBHOOK_ENV = "CRYPTO_ALERT_WEBHOOK_URL"
 # Environment variables whose values are secrets wherever they appear (the object stores' too).
 SECRET_ENVS = (
-    "COINGECKO_API_KEY", WEBHOOK_ENV, "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AZURE_STORAGE_ACCOUNT_KEY",
-    "AZURE_STORAGE_SAS_TOKEN", "AZURE_CLIENT_SECRET",
+    "COINGECKO_API_KEY",
+    WEBHOOK_ENV,
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AZURE_STORAGE_ACCOUNT_KEY",
+    "AZURE_STORAGE_SAS_TOKEN",
+    "AZURE_CLIENT_SECRET",
 )
 MAX_ERROR_CHARS = 1500
 MAX_METADATA_CHARS = 400
@@ -75,8 +80,11 @@ class RunAlert:
 
 def run_hours(run: DagsterRun) -> list[str]:
     """The run's partition as hour labels: one hour, or the first and last hour of a range."""
-    keys = [run.tags.get("dagster/partition")] if run.tags.get("dagster/partition") else [
-        run.tags.get("dagster/asset_partition_range_start"), run.tags.get("dagster/asset_partition_range_end")]
+    keys = (
+        [run.tags.get("dagster/partition")]
+        if run.tags.get("dagster/partition")
+        else [run.tags.get("dagster/asset_partition_range_start"), run.tags.get("dagster/asset_partition_range_end")]
+    )
     labels = []
     for key in filter(None, keys):
         try:
@@ -104,7 +112,9 @@ def _error_text(error) -> str:
 
 def _step_assets(instance: DagsterInstance, run: DagsterRun, step_keys: set[str]) -> list[AssetKey]:
     """The assets the given steps materialise, from the run's execution plan."""
-    snapshot = instance.get_execution_plan_snapshot(run.execution_plan_snapshot_id) if run.execution_plan_snapshot_id else None
+    snapshot = (
+        instance.get_execution_plan_snapshot(run.execution_plan_snapshot_id) if run.execution_plan_snapshot_id else None
+    )
     keys = set()
     for step in snapshot.steps if snapshot else []:
         if step.key in step_keys:
@@ -120,7 +130,9 @@ def _compact(metadata) -> str:
 
 def describe_failed_run(instance: DagsterInstance, run: DagsterRun, run_failure_message: str = "") -> RunAlert:
     """What went wrong in ``run``, from its event log: failed steps, their errors, failed checks."""
-    records = instance.all_logs(run.run_id, of_type={DagsterEventType.STEP_FAILURE, DagsterEventType.ASSET_CHECK_EVALUATION})
+    records = instance.all_logs(
+        run.run_id, of_type={DagsterEventType.STEP_FAILURE, DagsterEventType.ASSET_CHECK_EVALUATION}
+    )
     errors, failed_steps, checks = [], set(), []
     for record in records:
         event = record.dagster_event
@@ -130,15 +142,31 @@ def describe_failed_run(instance: DagsterInstance, run: DagsterRun, run_failure_
         else:
             evaluation = event.asset_check_evaluation_data
             if not evaluation.passed:
-                checks.append(FailedCheck(evaluation.asset_key.to_user_string(), evaluation.check_name,
-                                          bool(evaluation.blocking), _compact(evaluation.metadata)))
-    assets = _step_assets(instance, run, failed_steps) if failed_steps else sorted(
-        run.asset_selection or (), key=lambda key: key.to_user_string())
+                checks.append(
+                    FailedCheck(
+                        evaluation.asset_key.to_user_string(),
+                        evaluation.check_name,
+                        bool(evaluation.blocking),
+                        _compact(evaluation.metadata),
+                    )
+                )
+    assets = (
+        _step_assets(instance, run, failed_steps)
+        if failed_steps
+        else sorted(run.asset_selection or (), key=lambda key: key.to_user_string())
+    )
     error = "\n".join(errors) or run_failure_message or "the run failed without a step failure"
     if len(error) > MAX_ERROR_CHARS:
         error = error[: MAX_ERROR_CHARS - 3] + "..."
-    return RunAlert(run.run_id, run.job_name, run_hours(run), [key.to_user_string() for key in assets],
-                    error, checks, _run_url(run.run_id))
+    return RunAlert(
+        run.run_id,
+        run.job_name,
+        run_hours(run),
+        [key.to_user_string() for key in assets],
+        error,
+        checks,
+        _run_url(run.run_id),
+    )
 
 
 def _run_url(run_id: str) -> str | None:

@@ -13,7 +13,14 @@ from datetime import datetime
 import pyarrow as pa
 from dagster import get_dagster_logger
 
-from crypto_assets.captures import HISTORY_ROOT, SNAPSHOT, SNAPSHOT_ROOT, Capture, history_spans_overlapping, snapshot_prefix
+from crypto_assets.captures import (
+    HISTORY_ROOT,
+    SNAPSHOT,
+    SNAPSHOT_ROOT,
+    Capture,
+    history_spans_overlapping,
+    snapshot_prefix,
+)
 from crypto_assets.partitions import hour_label, hours_in
 from crypto_assets.resources.lakehouse import LakehouseResource, parts_committed
 from crypto_assets.tables import BRONZE
@@ -62,8 +69,9 @@ class Appended:
         if capture.source == SNAPSHOT:
             self.snapshot_texts += rows.column("record_json").to_pylist()
             return
-        coins = dict.fromkeys(e["coin"]["id"] for e in capture.manifest["files"]
-                              if e["kind"] == "history" and e.get("part", 1) == part)
+        coins = dict.fromkeys(
+            e["coin"]["id"] for e in capture.manifest["files"] if e["kind"] == "history" and e.get("part", 1) == part
+        )
         present = rows.group_by("coin_id").aggregate([("ingest_hour", "list")])
         hours_of = dict(zip(present.column("coin_id").to_pylist(), present.column("ingest_hour_list").to_pylist()))
         for coin in coins:

@@ -64,8 +64,10 @@ def history_spans_overlapping(span_folders: list[str], start: datetime, end: dat
     overlapping = []
     for folder in span_folders:
         try:
-            first, last = (datetime.strptime(part, "%Y-%m-%dT%H").replace(tzinfo=timezone.utc)
-                           for part in folder.removeprefix("span=").split("_"))
+            first, last = (
+                datetime.strptime(part, "%Y-%m-%dT%H").replace(tzinfo=timezone.utc)
+                for part in folder.removeprefix("span=").split("_")
+            )
         except ValueError:
             continue  # not a span folder: no capture of ours
         if first < end and last >= start:
@@ -115,7 +117,9 @@ class Capture:
             tables = [_snapshot_rows(self, entry, landing.read(self.capture_id, entry["name"])) for entry in entries]
         else:
             taken: dict[str, np.ndarray] = {}  # coin -> hours (unix ms) its earlier chunks gave
-            tables = [_history_rows(self, entry, landing.read(self.capture_id, entry["name"]), taken) for entry in entries]
+            tables = [
+                _history_rows(self, entry, landing.read(self.capture_id, entry["name"]), taken) for entry in entries
+            ]
         tables = [table for table in tables if table is not None]
         return pa.concat_tables(tables) if tables else _BRONZE_PHYSICAL.empty_table()
 
@@ -123,11 +127,24 @@ class Capture:
 class CaptureLanding:
     """Lands one capture as its responses arrive: each body at once, the manifest last."""
 
-    def __init__(self, landing: Landing, capture_id: str, source: str, run_id: str, vs_currency: str,
-                 hours: list[datetime], coins_per_part: int = COINS_PER_PART):
+    def __init__(
+        self,
+        landing: Landing,
+        capture_id: str,
+        source: str,
+        run_id: str,
+        vs_currency: str,
+        hours: list[datetime],
+        coins_per_part: int = COINS_PER_PART,
+    ):
         self.landing, self.capture_id, self.coins_per_part = landing, capture_id, coins_per_part
-        self.manifest = {"source": source, "run_id": run_id, "vs_currency": vs_currency,
-                         "hours": [iso_utc(hour) for hour in hours], "files": []}
+        self.manifest = {
+            "source": source,
+            "run_id": run_id,
+            "vs_currency": vs_currency,
+            "hours": [iso_utc(hour) for hour in hours],
+            "files": [],
+        }
 
     def add(self, name: str, page: ApiPage, kind: str, part: int = 1, coin: dict | None = None) -> None:
         self.landing.put(self.capture_id, name, page.body)
@@ -137,7 +154,9 @@ class CaptureLanding:
         """The ``number``-th coin's (0-based) history chunks, in the part it falls in."""
         folder = _file_folder(coin["id"])
         for page in pages:
-            self.add(f"coins/{folder}/chunk-{page.page:04d}.json", page, "history", 1 + number // self.coins_per_part, coin)
+            self.add(
+                f"coins/{folder}/chunk-{page.page:04d}.json", page, "history", 1 + number // self.coins_per_part, coin
+            )
 
     def finish(self) -> Capture:
         """Write the manifest: from now on the capture exists."""
@@ -149,14 +168,17 @@ class CaptureLanding:
 
 def land_snapshot(landing: Landing, markets: MarketsCapture, hour: datetime, vs_currency: str, run_id: str) -> Capture:
     """The in-progress hour's ``/coins/markets`` pages, landed as one capture."""
-    capture = CaptureLanding(landing, f"{snapshot_prefix(hour)}/{_stamp(run_id)}", SNAPSHOT, run_id, vs_currency, [hour])
+    capture = CaptureLanding(
+        landing, f"{snapshot_prefix(hour)}/{_stamp(run_id)}", SNAPSHOT, run_id, vs_currency, [hour]
+    )
     for page in markets.pages:
         capture.add(f"page-{page.page:04d}.json", page, "markets")
     return capture.finish()
 
 
-def history_landing(landing: Landing, hours: list[datetime], vs_currency: str, run_id: str,
-                    coins_per_part: int = COINS_PER_PART) -> CaptureLanding:
+def history_landing(
+    landing: Landing, hours: list[datetime], vs_currency: str, run_id: str, coins_per_part: int = COINS_PER_PART
+) -> CaptureLanding:
     """Past hours rebuilt from each coin's ``market_chart/range`` chunks, one capture (the
     ``/coins/markets`` pages the coins were chosen from, if fetched, are landed as ``universe``
     files; they make no rows)."""
@@ -196,8 +218,14 @@ def _snapshot_rows(capture: Capture, entry: dict, body: bytes) -> pa.Table:
     records = json.loads(body)
     coin_ids = [r.get("id") if isinstance(r, dict) and isinstance(r.get("id"), str) else None for r in records]
     [hour] = capture.hours
-    return _rows(capture, entry, pa.repeat(pa.scalar(hour, TS), len(records)), list(range(len(records))), coin_ids,
-                 [json.dumps(record) for record in records])
+    return _rows(
+        capture,
+        entry,
+        pa.repeat(pa.scalar(hour, TS), len(records)),
+        list(range(len(records))),
+        coin_ids,
+        [json.dumps(record) for record in records],
+    )
 
 
 def _points(body: dict, name: str) -> tuple[np.ndarray, np.ndarray]:

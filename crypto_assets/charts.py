@@ -55,10 +55,20 @@ def distribution_chart(distribution: pa.Table) -> bytes | None:
     axes = figure.add_subplot()
     tiers = [f"{row['market_cap_tier']} ({row['coin_count']})" for row in hour]
     positions = range(len(hour))
-    axes.barh([p + 0.2 for p in positions], [100 * (row["market_cap_share"] or 0) for row in hour], 0.4,
-              label="market cap", color=NEUTRAL)
-    axes.barh([p - 0.2 for p in positions], [100 * (row["volume_share"] or 0) for row in hour], 0.4,
-              label="24 h volume", color="#f2a93b")
+    axes.barh(
+        [p + 0.2 for p in positions],
+        [100 * (row["market_cap_share"] or 0) for row in hour],
+        0.4,
+        label="market cap",
+        color=NEUTRAL,
+    )
+    axes.barh(
+        [p - 0.2 for p in positions],
+        [100 * (row["volume_share"] or 0) for row in hour],
+        0.4,
+        label="24 h volume",
+        color="#f2a93b",
+    )
     axes.set_yticks(list(positions), tiers)
     axes.invert_yaxis()
     axes.set_xlabel("share of the hour's total, %")
@@ -74,7 +84,9 @@ def movers_chart(trends: pa.Table) -> bytes | None:
     if not len(trends):
         return None
     hour = _latest_hour(trends)
-    column = next((name for name in ("return_24h_pct", "return_1h_pct") if hour.column(name).null_count < len(hour)), None)
+    column = next(
+        (name for name in ("return_24h_pct", "return_1h_pct") if hour.column(name).null_count < len(hour)), None
+    )
     label = hour_label(hour.column("ingest_hour")[0].as_py())
     if column is None:
         figure = _figure(f"Top movers, {label}")
@@ -88,13 +100,23 @@ def movers_chart(trends: pa.Table) -> bytes | None:
     figure = _figure(f"Top movers by {column.removeprefix('return_').removesuffix('_pct')} return, {label}")
     axes = figure.add_subplot()
     values = [row[column] for row in movers]
-    axes.barh([(row["symbol"] or row["coin_id"]).upper() for row in movers], values,
-              color=[UP if value >= 0 else DOWN for value in values])
+    axes.barh(
+        [(row["symbol"] or row["coin_id"]).upper() for row in movers],
+        values,
+        color=[UP if value >= 0 else DOWN for value in values],
+    )
     axes.axvline(0, color="#888888", linewidth=0.8)
     axes.set_xlabel("return, %")
     for position, value in enumerate(values):
-        axes.annotate(f"{value:+.2f}%", (value, position), xytext=(3 if value >= 0 else -3, 0),
-                      textcoords="offset points", ha="left" if value >= 0 else "right", va="center", fontsize=8)
+        axes.annotate(
+            f"{value:+.2f}%",
+            (value, position),
+            xytext=(3 if value >= 0 else -3, 0),
+            textcoords="offset points",
+            ha="left" if value >= 0 else "right",
+            va="center",
+            fontsize=8,
+        )
     axes.margins(x=0.25)
     return _png(figure)
 

@@ -54,9 +54,12 @@ resources = {
         coins_limit=number_env("CRYPTO_COINS_LIMIT", 250, words={"all": None}),  # None: every coin listed
         calls_per_minute=number_env("COINGECKO_CALLS_PER_MINUTE", None, float),
     ),
-    "spark": SparkResource(master=env("SPARK_MASTER", "local[*]"), remote=env("SPARK_REMOTE"),
-                           driver_memory=env("SPARK_DRIVER_MEMORY", "2g"),
-                           prewarm_for=[key.to_user_string() for key in SPARK_ASSET_KEYS]),
+    "spark": SparkResource(
+        master=env("SPARK_MASTER", "local[*]"),
+        remote=env("SPARK_REMOTE"),
+        driver_memory=env("SPARK_DRIVER_MEMORY", "2g"),
+        prewarm_for=[key.to_user_string() for key in SPARK_ASSET_KEYS],
+    ),
     "lakehouse": LakehouseResource(
         root=env("CRYPTO_LAKE_ROOT", "./data/lake"),
         slice_hours=number_env("CRYPTO_SLICE_HOURS", 168, what="number of hours"),

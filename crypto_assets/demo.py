@@ -28,8 +28,18 @@ INFO_LOGS = '{"loggers": {"console": {"config": {"log_level": "INFO"}}}}'
 
 def materialize(partition_args: list[str], env: dict[str, str]) -> None:
     command = [
-        sys.executable, "-m", "dagster", "asset", "materialize",
-        "-m", "crypto_assets.definitions", "--select", "*", *partition_args, "--config-json", INFO_LOGS,
+        sys.executable,
+        "-m",
+        "dagster",
+        "asset",
+        "materialize",
+        "-m",
+        "crypto_assets.definitions",
+        "--select",
+        "*",
+        *partition_args,
+        "--config-json",
+        INFO_LOGS,
     ]
     print("$", " ".join(command[2:]), flush=True)
     started = time.monotonic()
@@ -64,9 +74,7 @@ def main() -> None:
             "DAGSTER_HOME": str(home),
         }
         env.setdefault("CRYPTO_LAKE_ROOT", str(data / "lake"))
-        env.setdefault(
-            "CRYPTO_WAREHOUSE_ODBC", f"DRIVER={{SQLite3}};Database={data / 'warehouse.sqlite'};BigInt=1"
-        )
+        env.setdefault("CRYPTO_WAREHOUSE_ODBC", f"DRIVER={{SQLite3}};Database={data / 'warehouse.sqlite'};BigInt=1")
         now = current_hour()
         first = now - 3 * HOUR
         print(f"CoinGecko simulator at {simulator.base_url} ({DEMO_COINS} coins)")

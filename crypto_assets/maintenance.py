@@ -14,7 +14,6 @@ snapshots older than that (and time travel to them) are affected.
 from datetime import datetime, timezone
 
 import obstore
-
 from dagster import (
     AssetObservation,
     DefaultScheduleStatus,
@@ -25,7 +24,6 @@ from dagster import (
     job,
     op,
 )
-
 from deltalake import DeltaTable
 from deltalake.exceptions import CommitFailedError
 
@@ -51,8 +49,9 @@ def _files_on_disk(uri: str) -> int:
     return sum(1 for entry in obstore.list(lake_files.store(uri)).collect() if entry["path"].endswith(".parquet"))
 
 
-def compact_closed_days(context: OpExecutionContext, lakehouse: LakehouseResource, table: LakeTable,
-                       today: str) -> tuple[DeltaTable, dict]:
+def compact_closed_days(
+    context: OpExecutionContext, lakehouse: LakehouseResource, table: LakeTable, today: str
+) -> tuple[DeltaTable, dict]:
     """Compact the days before ``today``, retried on a fresh snapshot if a late write won the race."""
     for attempt in range(1, REPLAN_ATTEMPTS + 1):
         delta = lakehouse.delta_table(table)
@@ -61,8 +60,9 @@ def compact_closed_days(context: OpExecutionContext, lakehouse: LakehouseResourc
         except CommitFailedError as error:
             if attempt == REPLAN_ATTEMPTS:
                 raise
-            context.log.warning("%s: a write committed during compaction (%s); compacting again", table.path,
-                                str(error).splitlines()[0])
+            context.log.warning(
+                "%s: a write committed during compaction (%s); compacting again", table.path, str(error).splitlines()[0]
+            )
     raise AssertionError("unreachable")
 
 
@@ -84,8 +84,14 @@ def compact_and_vacuum_tables(context: OpExecutionContext, lakehouse: LakehouseR
         after = {"active": len(delta.file_uris()), "on_disk": _files_on_disk(uri), "version": delta.version()}
         context.log.info(
             "%s: %d → %d active files (%d compacted into %d), %d files vacuumed, %d → %d on disk",
-            table.path, before["active"], after["active"], metrics["numFilesRemoved"], metrics["numFilesAdded"],
-            len(vacuumed), before["on_disk"], after["on_disk"],
+            table.path,
+            before["active"],
+            after["active"],
+            metrics["numFilesRemoved"],
+            metrics["numFilesAdded"],
+            len(vacuumed),
+            before["on_disk"],
+            after["on_disk"],
         )
         metadata = {
             "files_before": before["active"],
@@ -100,11 +106,18 @@ def compact_and_vacuum_tables(context: OpExecutionContext, lakehouse: LakehouseR
         }
         summary[table.path] = metadata
         yield AssetObservation(asset_key=table.asset_key, description="table maintenance", metadata=metadata)
-    rows = [f"| {path} | {m['files_before']} | {m['files_after']} | {m['files_vacuumed']} |" for path, m in summary.items()]
-    yield Output(None, metadata={
-        "tables": len(summary),
-        "summary": MetadataValue.md("\n".join(["| table | files before | after | vacuumed |", "|---|---|---|---|", *rows])),
-    })
+    rows = [
+        f"| {path} | {m['files_before']} | {m['files_after']} | {m['files_vacuumed']} |" for path, m in summary.items()
+    ]
+    yield Output(
+        None,
+        metadata={
+            "tables": len(summary),
+            "summary": MetadataValue.md(
+                "\n".join(["| table | files before | after | vacuumed |", "|---|---|---|---|", *rows])
+            ),
+        },
+    )
 
 
 @job(name="crypto_table_maintenance", description="Daily Delta upkeep: compact closed days, vacuum old files.")

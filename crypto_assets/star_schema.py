@@ -133,9 +133,7 @@ def _gold_fact(name: str, source: LakeTable, key: tuple[str, ...]) -> StarTable:
     measures = _measures(source, [n for n in source.arrow_schema.names if n not in dropped])
     coin = "coin_key" in key
     head = (Column("time_key", "int", False),) + ((Column("coin_key", "int", False),) if coin else ())
-    columns = head + tuple(
-        dataclasses.replace(c, nullable=c.name not in key) for c in measures
-    )
+    columns = head + tuple(dataclasses.replace(c, nullable=c.name not in key) for c in measures)
     return StarTable(
         name,
         columns,
@@ -165,8 +163,7 @@ SNAPSHOT_MEASURES = (
 
 FACT_MARKET_SNAPSHOT = StarTable(
     "fact_market_snapshot",
-    (Column("time_key", "int", False), Column("coin_key", "int", False))
-    + _measures(SILVER, SNAPSHOT_MEASURES),
+    (Column("time_key", "int", False), Column("coin_key", "int", False)) + _measures(SILVER, SNAPSHOT_MEASURES),
     # a fact points at the coin version valid in its hour and versions of a coin never
     # overlap, so (time_key, coin_key) is unique exactly when (time_key, coin_id) is
     primary_key=("time_key", "coin_key"),
@@ -175,9 +172,7 @@ FACT_MARKET_SNAPSHOT = StarTable(
     not_carried=frozenset(set(SILVER.arrow_schema.names) - set(SNAPSHOT_MEASURES)),
 )
 FACT_MARKET_OVERVIEW = _gold_fact("fact_market_overview", GOLD_OVERVIEW, ("time_key",))
-FACT_MARKET_DISTRIBUTION = _gold_fact(
-    "fact_market_distribution", GOLD_DISTRIBUTION, ("time_key", "market_cap_tier")
-)
+FACT_MARKET_DISTRIBUTION = _gold_fact("fact_market_distribution", GOLD_DISTRIBUTION, ("time_key", "market_cap_tier"))
 FACT_PRICE_VOLATILITY = _gold_fact("fact_price_volatility", GOLD_VOLATILITY, ("time_key", "coin_key"))
 FACT_MARKET_TRENDS = _gold_fact("fact_market_trends", GOLD_TRENDS, ("time_key", "coin_key"))
 

@@ -7,13 +7,18 @@ from pathlib import Path
 
 import pytest
 
-from support import (
-    POSTGRES_SERVER, REFERENCE_COINS, REFERENCE_HOURS, SAMPLES, postgres_database, settle_hour, unavailable,
-)
-
 from crypto_assets.resources.spark import SparkResource
 from crypto_assets.simulator import Simulator
 from services import AZURITE, BIN, azurite, create_bucket, create_container, s3_server
+from support import (
+    POSTGRES_SERVER,
+    REFERENCE_COINS,
+    REFERENCE_HOURS,
+    SAMPLES,
+    postgres_database,
+    settle_hour,
+    unavailable,
+)
 
 
 @pytest.fixture
@@ -59,21 +64,25 @@ def reference_run(still_simulator, tmp_path_factory):
     """One clean in-order run of the reference hours, one-hour slices at a time (as a year-long
     backfill goes a week at a time): (window, lake content, warehouse content) for the crash,
     order and scale-out tests to compare against."""
-    from support import lake_content, materialize, pipeline_env, star_content
-
     from crypto_assets.partitions import HOUR, floor_hour, partition_key
     from crypto_assets.resources.lakehouse import LakehouseResource
+    from support import lake_content, materialize, pipeline_env, star_content
 
     end = floor_hour(still_simulator.now)
     start = end - REFERENCE_HOURS * HOUR
     root = tmp_path_factory.mktemp("reference")
     odbc = f"DRIVER={{SQLite3}};Database={root / 'wh.sqlite'};BigInt=1"
-    env = pipeline_env(still_simulator.base_url, root / "home", root / "lake", odbc, REFERENCE_COINS,
-                       CRYPTO_SLICE_HOURS="1")
+    env = pipeline_env(
+        still_simulator.base_url, root / "home", root / "lake", odbc, REFERENCE_COINS, CRYPTO_SLICE_HOURS="1"
+    )
     run = materialize(env, "--partition-range", f"{partition_key(start)}...{partition_key(end - HOUR)}")
     assert "Spark session started (local[" in run.stdout + run.stderr
-    return {"window": (start, end), "run": run, "lake": lake_content(LakehouseResource(root=str(root / "lake")), start, end),
-            "warehouse": star_content(odbc)}
+    return {
+        "window": (start, end),
+        "run": run,
+        "lake": lake_content(LakehouseResource(root=str(root / "lake")), start, end),
+        "warehouse": star_content(odbc),
+    }
 
 
 @pytest.fixture(scope="module")

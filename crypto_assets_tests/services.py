@@ -26,7 +26,11 @@ AZURITE = REPO / ".tools" / "node" / "node_modules" / ".bin" / "azurite-blob"
 # Azurite's well-known development account (public, documented by Microsoft).
 AZURITE_ACCOUNT = "devstoreaccount1"
 AZURITE_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
-S3_KEYS = {"AWS_ACCESS_KEY_ID": "test-access-key", "AWS_SECRET_ACCESS_KEY": "test-secret-key-9f8e7d", "AWS_REGION": "us-east-1"}
+S3_KEYS = {
+    "AWS_ACCESS_KEY_ID": "test-access-key",
+    "AWS_SECRET_ACCESS_KEY": "test-secret-key-9f8e7d",
+    "AWS_REGION": "us-east-1",
+}
 
 
 def free_port() -> int:
@@ -83,8 +87,13 @@ def s3_server(log_dir: Path, checks_credentials: bool = False):
     every request as a store refuses wrong credentials."""
     port = free_port()
     env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "0"} if checks_credentials else None
-    with running([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)], port, "moto S3 server",
-                 log_dir / f"moto{'-auth' if checks_credentials else ''}.log", env=env):
+    with running(
+        [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        port,
+        "moto S3 server",
+        log_dir / f"moto{'-auth' if checks_credentials else ''}.log",
+        env=env,
+    ):
         yield {"AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}", "AWS_ALLOW_HTTP": "true", **S3_KEYS}
 
 
@@ -104,11 +113,24 @@ def azurite(log_dir: Path):
     port = free_port()
     data = log_dir / "azurite-data"
     data.mkdir(exist_ok=True)
-    command = [str(AZURITE), "--blobHost", "127.0.0.1", "--blobPort", str(port), "--location", str(data),
-               "--skipApiVersionCheck", "--loose", "--silent"]
+    command = [
+        str(AZURITE),
+        "--blobHost",
+        "127.0.0.1",
+        "--blobPort",
+        str(port),
+        "--location",
+        str(data),
+        "--skipApiVersionCheck",
+        "--loose",
+        "--silent",
+    ]
     with running(command, port, "Azurite", log_dir / "azurite.log"):
-        yield {"AZURE_STORAGE_USE_EMULATOR": "true", "AZURE_STORAGE_ACCOUNT_NAME": AZURITE_ACCOUNT,
-               "AZURITE_BLOB_STORAGE_URL": f"http://127.0.0.1:{port}"}
+        yield {
+            "AZURE_STORAGE_USE_EMULATOR": "true",
+            "AZURE_STORAGE_ACCOUNT_NAME": AZURITE_ACCOUNT,
+            "AZURITE_BLOB_STORAGE_URL": f"http://127.0.0.1:{port}",
+        }
 
 
 def create_container(env: dict, name: str) -> None:
@@ -139,22 +161,50 @@ def spark_home() -> Path:
 
 
 def spark_env(extra: dict | None = None) -> dict:
-    return {**os.environ, "SPARK_HOME": str(spark_home()), "SPARK_LOCAL_IP": "127.0.0.1",
-            "PYSPARK_PYTHON": sys.executable, **(extra or {})}
+    return {
+        **os.environ,
+        "SPARK_HOME": str(spark_home()),
+        "SPARK_LOCAL_IP": "127.0.0.1",
+        "PYSPARK_PYTHON": sys.executable,
+        **(extra or {}),
+    }
 
 
 @contextmanager
 def spark_cluster(log_dir: Path, env: dict | None = None):
     """A standalone master and one worker from the pyspark wheel: yields the master URL."""
-    home, env = spark_home(), spark_env({**(env or {}), "SPARK_DAEMON_MEMORY": "256m"})  # the daemons, not the executors
+    home, env = (
+        spark_home(),
+        spark_env({**(env or {}), "SPARK_DAEMON_MEMORY": "256m"}),
+    )  # the daemons, not the executors
     port, master_ui, worker_ui = free_port(), free_port(), free_port()
-    master = [str(home / "bin" / "spark-class"), "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1",
-              "--port", str(port), "--webui-port", str(master_ui)]
+    master = [
+        str(home / "bin" / "spark-class"),
+        "org.apache.spark.deploy.master.Master",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--webui-port",
+        str(master_ui),
+    ]
     url = f"spark://127.0.0.1:{port}"
     with running(master, port, "Spark master", log_dir / "spark-master.log", env):
-        worker = [str(home / "bin" / "spark-class"), "org.apache.spark.deploy.worker.Worker", url, "--host",
-                  "127.0.0.1", "--cores", "2", "--memory", "2g", "--webui-port", str(worker_ui),
-                  "--work-dir", str(log_dir / "spark-work")]
+        worker = [
+            str(home / "bin" / "spark-class"),
+            "org.apache.spark.deploy.worker.Worker",
+            url,
+            "--host",
+            "127.0.0.1",
+            "--cores",
+            "2",
+            "--memory",
+            "2g",
+            "--webui-port",
+            str(worker_ui),
+            "--work-dir",
+            str(log_dir / "spark-work"),
+        ]
         with running(worker, worker_ui, "Spark worker", log_dir / "spark-worker.log", env):
             deadline = time.monotonic() + 60
             while not _workers_alive(master_ui):
@@ -176,9 +226,21 @@ def _workers_alive(ui_port: int) -> int:
 def spark_connect_server(log_dir: Path, env: dict | None = None):
     """A Spark Connect server (local[2]) from the pyspark wheel: yields its sc:// URL."""
     home, port = spark_home(), free_port()
-    command = [str(home / "sbin" / "start-connect-server.sh"), "--wait", "--master", "local[2]",
-               "--driver-memory", "1g", "--conf", "spark.connect.grpc.binding.address=127.0.0.1",
-               "--conf", f"spark.connect.grpc.binding.port={port}", "--conf", "spark.ui.enabled=false",
-               "--conf", "spark.sql.session.timeZone=UTC"]
+    command = [
+        str(home / "sbin" / "start-connect-server.sh"),
+        "--wait",
+        "--master",
+        "local[2]",
+        "--driver-memory",
+        "1g",
+        "--conf",
+        "spark.connect.grpc.binding.address=127.0.0.1",
+        "--conf",
+        f"spark.connect.grpc.binding.port={port}",
+        "--conf",
+        "spark.ui.enabled=false",
+        "--conf",
+        "spark.sql.session.timeZone=UTC",
+    ]
     with running(command, port, "Spark Connect server", log_dir / "spark-connect.log", spark_env(env), timeout=120):
         yield f"sc://127.0.0.1:{port}"

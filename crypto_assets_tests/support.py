@@ -34,7 +34,8 @@ POSTGRES_SERVER = os.environ.get(
 
 # The MariaDB server of the tests (a star schema is a database there: one per test, dropped).
 MARIADB_SERVER = os.environ.get(
-    "CRYPTO_TEST_MARIADB_ODBC", "DRIVER={MariaDB Unicode};SERVER=127.0.0.1;PORT=3306;UID=root;PWD=;")
+    "CRYPTO_TEST_MARIADB_ODBC", "DRIVER={MariaDB Unicode};SERVER=127.0.0.1;PORT=3306;UID=root;PWD=;"
+)
 
 
 def unavailable(reason: str):
@@ -102,16 +103,39 @@ REFERENCE_HOURS, REFERENCE_COINS = 3, 20
 POOLED_INSTANCE = "telemetry:\n  enabled: false\nconcurrency:\n  pools:\n    default_limit: 1\n"
 # Columns that say which capture and run a row came from, when and by which request: they differ
 # between two runs over the same data and are left out when comparing contents.
-CAPTURE_METADATA = {"capture_id", "run_id", "ingested_at", "request", "page", "position", "payload_sha256", "http_status"}
+CAPTURE_METADATA = {
+    "capture_id",
+    "run_id",
+    "ingested_at",
+    "request",
+    "page",
+    "position",
+    "payload_sha256",
+    "http_status",
+}
 
 
 def materialize_command(*args: str, select: str = "*") -> list[str]:
-    return [sys.executable, "-m", "dagster", "asset", "materialize", "-m", "crypto_assets.definitions",
-            "--select", select, *args]
+    return [
+        sys.executable,
+        "-m",
+        "dagster",
+        "asset",
+        "materialize",
+        "-m",
+        "crypto_assets.definitions",
+        "--select",
+        select,
+        *args,
+    ]
 
 
-def materialize(env: dict[str, str], *args: str, select: str = "*", expect_success: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run(materialize_command(*args, select=select), env=env, capture_output=True, text=True, timeout=600)
+def materialize(
+    env: dict[str, str], *args: str, select: str = "*", expect_success: bool = True
+) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        materialize_command(*args, select=select), env=env, capture_output=True, text=True, timeout=600
+    )
     if expect_success:
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-6000:]
     return result
@@ -153,8 +177,10 @@ def wait_for(path: Path, process: subprocess.Popen, log: Path, timeout: float = 
     deadline = time.monotonic() + timeout
     while not path.exists():
         if process.poll() is not None:
-            raise AssertionError(f"the run ended (exit {process.returncode}) before reaching its pause point:\n"
-                                 + log.read_text()[-4000:])
+            raise AssertionError(
+                f"the run ended (exit {process.returncode}) before reaching its pause point:\n"
+                + log.read_text()[-4000:]
+            )
         if time.monotonic() > deadline:
             kill_tree(process)
             raise AssertionError(f"no pause point reached in {timeout} s:\n" + log.read_text()[-4000:])

@@ -8,7 +8,6 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from support import settle_hour
 from dagster import (
     AssetCheckResult,
     AssetCheckSpec,
@@ -25,6 +24,7 @@ from crypto_assets.partitions import HOUR, current_hour, hour_label, hourly_part
 from crypto_assets.resources.coingecko import CoinGeckoResource
 from crypto_assets.resources.lakehouse import LakehouseResource
 from crypto_assets.simulator import Simulator
+from support import settle_hour
 
 API_KEY = "CG-s3cr3t-test-key-0042"
 ODBC_WITH_PASSWORD = "DRIVER={PostgreSQL Unicode};SERVER=db;UID=loader;PWD={hunter2;x};DATABASE=crypto"
@@ -92,8 +92,9 @@ def test_a_bronze_failure_posts_run_asset_hour_and_error_without_the_key(receive
             instance=instance,
             raise_on_error=False,
             resources={
-                "coingecko": CoinGeckoResource(api_key=API_KEY, base_url=sim.base_url, coins_limit=5,
-                                               calls_per_minute=60000),
+                "coingecko": CoinGeckoResource(
+                    api_key=API_KEY, base_url=sim.base_url, coins_limit=5, calls_per_minute=60000
+                ),
                 "lakehouse": LakehouseResource(root=str(tmp_path / "lake")),
             },
         )
@@ -121,19 +122,32 @@ def test_a_failed_blocking_check_is_named_with_its_hours_and_scrubbed(receiver, 
         check_specs=[AssetCheckSpec("prices_positive", asset=["cleaned_data", "probe"], blocking=True)],
     )
     def probe(context):
-        return MaterializeResult(check_results=[AssetCheckResult(
-            check_name="prices_positive", passed=False,
-            metadata={"bad_hours": [hour_label(h) for h in hours], "source": ODBC_WITH_PASSWORD,
-                      "request": f"/coins/markets?x_cg_demo_api_key={API_KEY}"},
-        )])
+        return MaterializeResult(
+            check_results=[
+                AssetCheckResult(
+                    check_name="prices_positive",
+                    passed=False,
+                    metadata={
+                        "bad_hours": [hour_label(h) for h in hours],
+                        "source": ODBC_WITH_PASSWORD,
+                        "request": f"/coins/markets?x_cg_demo_api_key={API_KEY}",
+                    },
+                )
+            ]
+        )
 
     first = current_hour() - 2 * HOUR
     hours = [first, first + HOUR]
     instance = DagsterInstance.ephemeral()
-    result = materialize([probe], instance=instance, raise_on_error=False, tags={
-        "dagster/asset_partition_range_start": partition_key(hours[0]),
-        "dagster/asset_partition_range_end": partition_key(hours[1]),
-    })
+    result = materialize(
+        [probe],
+        instance=instance,
+        raise_on_error=False,
+        tags={
+            "dagster/asset_partition_range_start": partition_key(hours[0]),
+            "dagster/asset_partition_range_end": partition_key(hours[1]),
+        },
+    )
     assert not result.success
     evaluate_sensor(instance, result)
 
@@ -177,15 +191,18 @@ def test_a_refusing_webhook_is_an_error_that_does_not_show_the_url(monkeypatch):
     assert "403" in str(caught.value) and server.url not in str(caught.value)
 
 
-@pytest.mark.parametrize("text, hidden", [
-    ("DRIVER={SQLite3};Database=x;PWD=plain;BigInt=1", "plain"),
-    ("Server=s;Password = {a;b}}c};UID=u", "a;b}}c"),
-    ("GET /coins/markets?x_cg_pro_api_key=abc123&page=2", "abc123"),
-    ('headers {"x-cg-demo-api-key": "abc123"}', "abc123"),
-    (f"HTTP 401 with key {API_KEY}", API_KEY),
-    ("s3 said: SignatureDoesNotMatch for s3cr3t-aws-key-77", "s3cr3t-aws-key-77"),
-    ("blob error, key Zm9vYmFyYmF6cXV4", "Zm9vYmFyYmF6cXV4"),
-])
+@pytest.mark.parametrize(
+    "text, hidden",
+    [
+        ("DRIVER={SQLite3};Database=x;PWD=plain;BigInt=1", "plain"),
+        ("Server=s;Password = {a;b}}c};UID=u", "a;b}}c"),
+        ("GET /coins/markets?x_cg_pro_api_key=abc123&page=2", "abc123"),
+        ('headers {"x-cg-demo-api-key": "abc123"}', "abc123"),
+        (f"HTTP 401 with key {API_KEY}", API_KEY),
+        ("s3 said: SignatureDoesNotMatch for s3cr3t-aws-key-77", "s3cr3t-aws-key-77"),
+        ("blob error, key Zm9vYmFyYmF6cXV4", "Zm9vYmFyYmF6cXV4"),
+    ],
+)
 def test_scrub_hides_secrets(monkeypatch, text, hidden):
     monkeypatch.setenv("COINGECKO_API_KEY", API_KEY)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "s3cr3t-aws-key-77")
@@ -196,10 +213,15 @@ def test_scrub_hides_secrets(monkeypatch, text, hidden):
 def test_text_from_data_cannot_mention_or_link_in_slack():
     from crypto_assets.alerts import FailedCheck, RunAlert, slack_message
 
-    alert = RunAlert("r1", "crypto_hourly", ["2026-11-25T13:00Z"], ["raw_data/bronze_coingecko_markets"],
-                     "unknown field <!channel> & <http://evil.example|click>",
-                     [FailedCheck("raw_data/bronze_coingecko_markets", "no_schema_drift", False, '{"<!here>": 1}')],
-                     "http://dagster.example/runs/r1")
+    alert = RunAlert(
+        "r1",
+        "crypto_hourly",
+        ["2026-11-25T13:00Z"],
+        ["raw_data/bronze_coingecko_markets"],
+        "unknown field <!channel> & <http://evil.example|click>",
+        [FailedCheck("raw_data/bronze_coingecko_markets", "no_schema_drift", False, '{"<!here>": 1}')],
+        "http://dagster.example/runs/r1",
+    )
     message = json.dumps(slack_message(alert))
     assert "<!channel>" not in message and "<!here>" not in message and "<http://evil" not in message
     assert "&lt;!channel&gt; &amp; &lt;http://evil.example|click&gt;" in message

@@ -24,20 +24,24 @@ LIMIT = 30
 pytestmark = pytest.mark.usefixtures("hour_settled")
 
 
-def capture(lake: LakehouseResource, base_url: str, start, end=None, *, api_key=None, refetch=False,
-            instance=None, limit=LIMIT):
+def capture(
+    lake: LakehouseResource, base_url: str, start, end=None, *, api_key=None, refetch=False, instance=None, limit=LIMIT
+):
     """Materialise Bronze for [start, end) (one partition when end is None) in-process."""
     tags = {}
     if end is not None:
-        tags = {"dagster/asset_partition_range_start": partition_key(start),
-                "dagster/asset_partition_range_end": partition_key(end - HOUR)}
+        tags = {
+            "dagster/asset_partition_range_start": partition_key(start),
+            "dagster/asset_partition_range_end": partition_key(end - HOUR),
+        }
     return materialize(
         [bronze_coingecko_markets],
         partition_key=None if end is not None else partition_key(start),
         tags=tags,
         resources={
-            "coingecko": CoinGeckoResource(base_url=base_url, coins_limit=limit, calls_per_minute=60000,
-                                           api_key=api_key, backoff_seconds=0.01),
+            "coingecko": CoinGeckoResource(
+                base_url=base_url, coins_limit=limit, calls_per_minute=60000, api_key=api_key, backoff_seconds=0.01
+            ),
             "lakehouse": lake,
         },
         run_config={"ops": {"raw_data__bronze_coingecko_markets": {"config": {"refetch": refetch}}}},
@@ -178,7 +182,12 @@ def test_the_api_key_is_sent_as_a_header_and_stored_nowhere(lake, tmp_path, monk
                 assert key.encode() not in path.read_bytes(), path
 
 
-HOSTILE = {"coin-0004": "../../../../escaped", "coin-0005": "/etc/cg-escaped", "coin-0006": "..", "coin-0007": "a%2F..%2Fb"}
+HOSTILE = {
+    "coin-0004": "../../../../escaped",
+    "coin-0005": "/etc/cg-escaped",
+    "coin-0006": "..",
+    "coin-0007": "a%2F..%2Fb",
+}
 
 
 def test_hostile_ids_stay_data_in_urls_files_and_rows_and_a_404_coin_is_a_gap(tmp_path):
@@ -200,7 +209,9 @@ def test_hostile_ids_stay_data_in_urls_files_and_rows_and_a_404_coin_is_a_gap(tm
     # the delisted coin is a recorded gap with a warning, not a failed run
     metadata = result.get_asset_materialization_events()[0].materialization.metadata
     assert metadata["coins_not_found"].value == ["coin-0008"]
-    assert metadata["history_hours_without_points"].value["coin-0008"] == [hour_label(now - i * HOUR) for i in (3, 2, 1)]
+    assert metadata["history_hours_without_points"].value["coin-0008"] == [
+        hour_label(now - i * HOUR) for i in (3, 2, 1)
+    ]
     assert "coin-0008" not in bronze.column("coin_id").to_pylist()
 
 
@@ -225,8 +236,9 @@ def test_a_key_with_a_trailing_newline_works_and_appears_nowhere(lake, tmp_path,
         result = capture(lake, sim.base_url, current_hour(), api_key=EnvVar("COINGECKO_TEST_KEY"), instance=instance)
         assert result.success and all(r["key_ok"] for r in sim.requests)
         monkeypatch.setenv("COINGECKO_TEST_KEY", key[:6] + "\n" + key[6:])  # a line break inside: refused
-        refused = capture(lake, sim.base_url, current_hour(), api_key=EnvVar("COINGECKO_TEST_KEY"),
-                          instance=instance, refetch=True)
+        refused = capture(
+            lake, sim.base_url, current_hour(), api_key=EnvVar("COINGECKO_TEST_KEY"), instance=instance, refetch=True
+        )
     assert not refused.success
     message = refused.get_step_failure_events()[0].step_failure_data.error.to_string()
     assert "COINGECKO_API_KEY holds control characters" in message

@@ -42,16 +42,20 @@ def test_every_check_is_declared_once_with_its_severity():
 
 
 def bronze_window(rows, per_hour=None, missing=None, texts=()):
-    table = pa.Table.from_pylist([dict(zip(("ingest_hour", "capture_id", "coin_id"), r)) for r in rows],
-                                 schema=pa.schema([("ingest_hour", pa.timestamp("us", tz="UTC")),
-                                                   ("capture_id", pa.string()), ("coin_id", pa.string())]))
+    table = pa.Table.from_pylist(
+        [dict(zip(("ingest_hour", "capture_id", "coin_id"), r)) for r in rows],
+        schema=pa.schema(
+            [("ingest_hour", pa.timestamp("us", tz="UTC")), ("capture_id", pa.string()), ("coin_id", pa.string())]
+        ),
+    )
     return bronze.BronzeWindow(per_hour or {L0: len(rows)}, bronze.duplicate_ids(table), missing or {}, list(texts))
 
 
 def test_bronze_hours_captured_fails_on_an_empty_hour():
     assert evaluate(bronze.CHECKS, "hours_captured", bronze_window([(H0, "a", "btc")]))[0]
-    passed, metadata = evaluate(bronze.CHECKS, "hours_captured",
-                                bronze_window([(H0, "a", "btc")], {L0: 1, L1: 0}, {"btc": [L1]}))
+    passed, metadata = evaluate(
+        bronze.CHECKS, "hours_captured", bronze_window([(H0, "a", "btc")], {L0: 1, L1: 0}, {"btc": [L1]})
+    )
     assert not passed and metadata["empty_hours"] == [L1] and metadata["history_hours_without_points"] == {"btc": [L1]}
 
 
@@ -76,17 +80,22 @@ def silver_rows(coins, hour=H0, price=1.0, vs="usd") -> list[dict]:
 
 def silver_window(*, rows=None, quarantined=(), bronze_counts=None, superseded=None, duplicate=False, ratio=0.05):
     rows = rows if rows is not None else silver_rows(["bitcoin", "ethereum"] + (["bitcoin"] if duplicate else []))
-    schema = pa.schema([SILVER.arrow_schema.field(n) for n in ("coin_id", "ingest_hour", "current_price", "vs_currency")])
+    schema = pa.schema(
+        [SILVER.arrow_schema.field(n) for n in ("coin_id", "ingest_hour", "current_price", "vs_currency")]
+    )
     quarantine = pa.Table.from_pylist(
         [{"ingest_hour": hour, "reason": reason} for hour, reason in quarantined],
-        schema=pa.schema([QUARANTINE.arrow_schema.field("ingest_hour"), QUARANTINE.arrow_schema.field("reason")]))
+        schema=pa.schema([QUARANTINE.arrow_schema.field("ingest_hour"), QUARANTINE.arrow_schema.field("reason")]),
+    )
     counts = bronze_counts or {L0: len(rows) + len(quarantined)}
     return silver.SilverWindow(pa.Table.from_pylist(rows, schema=schema), quarantine, counts, superseded or {}, ratio)
 
 
 def test_silver_accounts_for_bronze_counts_superseded_records_and_fails_on_a_lost_one():
     assert evaluate(silver.CHECKS, "accounts_for_bronze", silver_window(bronze_counts={L0: 5}, superseded={L0: 3}))[0]
-    passed, metadata = evaluate(silver.CHECKS, "accounts_for_bronze", silver_window(bronze_counts={L0: 5}, superseded={L0: 2}))
+    passed, metadata = evaluate(
+        silver.CHECKS, "accounts_for_bronze", silver_window(bronze_counts={L0: 5}, superseded={L0: 2})
+    )
     assert not passed
     assert metadata["hours_not_accounted"] == {L0: {"bronze": 5, "silver": 2, "quarantine": 0, "superseded": 2}}
 
@@ -107,8 +116,9 @@ def test_silver_keys_and_price_valid_fails_on_a_missing_key_or_price():
 def test_silver_hours_not_all_rejected_fails_when_an_hour_loses_every_record():
     mixed = silver_window(rows=silver_rows(["bitcoin"]), quarantined=[(H0, "non_positive_price")])
     assert evaluate(silver.CHECKS, "hours_not_all_rejected", mixed)[0]
-    lost = silver_window(rows=silver_rows(["bitcoin"]), quarantined=[(H1, "non_positive_price")] * 3,
-                         bronze_counts={L0: 1, L1: 3})
+    lost = silver_window(
+        rows=silver_rows(["bitcoin"]), quarantined=[(H1, "non_positive_price")] * 3, bronze_counts={L0: 1, L1: 3}
+    )
     passed, metadata = evaluate(silver.CHECKS, "hours_not_all_rejected", lost)
     assert not passed and metadata["hours_all_rejected"] == {L1: {"non_positive_price": 3}}
 
@@ -116,14 +126,21 @@ def test_silver_hours_not_all_rejected_fails_when_an_hour_loses_every_record():
 def test_silver_quarantine_ratio_warns_above_the_threshold():
     rows = silver_rows([f"c{i}" for i in range(19)])
     assert evaluate(silver.CHECKS, "quarantine_ratio", silver_window(rows=rows, quarantined=[(H0, "x")]))[0]
-    passed, metadata = evaluate(silver.CHECKS, "quarantine_ratio", silver_window(rows=rows, quarantined=[(H0, "x")] * 2))
-    assert not passed and metadata["ratio_per_hour"] == {L0: 0.0952} and not check(silver.CHECKS, "quarantine_ratio").blocking
+    passed, metadata = evaluate(
+        silver.CHECKS, "quarantine_ratio", silver_window(rows=rows, quarantined=[(H0, "x")] * 2)
+    )
+    assert (
+        not passed
+        and metadata["ratio_per_hour"] == {L0: 0.0952}
+        and not check(silver.CHECKS, "quarantine_ratio").blocking
+    )
 
 
 def test_silver_quote_currency_plausible_fails_when_stablecoins_are_off_one():
     assert evaluate(silver.CHECKS, "quote_currency_plausible", silver_window(rows=silver_rows(["tether", "dai"])))[0]
-    passed, metadata = evaluate(silver.CHECKS, "quote_currency_plausible",
-                                silver_window(rows=silver_rows(["tether", "dai"], price=0.92)))
+    passed, metadata = evaluate(
+        silver.CHECKS, "quote_currency_plausible", silver_window(rows=silver_rows(["tether", "dai"], price=0.92))
+    )
     assert not passed and metadata["stablecoin_median_price_by_hour"] == {L0: 0.92}
 
 
@@ -137,9 +154,18 @@ def silver_frame(spark):
     for h in range(2):
         for n, coin in enumerate(["bitcoin", "ethereum", "tether", "tiny"]):
             cap = [1.2e12, 3e11, 1.1e11, 5e7][n] * (1 + h / 10)
-            rows.append({**dict.fromkeys(names), "coin_id": coin, "vs_currency": "usd", "current_price": 1.0 + n,
-                         "market_cap": cap, "total_volume": cap / 20, "ingest_hour": H0 + timedelta(hours=h),
-                         "ingest_date": "2026-11-25"})
+            rows.append(
+                {
+                    **dict.fromkeys(names),
+                    "coin_id": coin,
+                    "vs_currency": "usd",
+                    "current_price": 1.0 + n,
+                    "market_cap": cap,
+                    "total_volume": cap / 20,
+                    "ingest_hour": H0 + timedelta(hours=h),
+                    "ingest_date": "2026-11-25",
+                }
+            )
     return spark.createDataFrame(pa.Table.from_pylist(rows, schema=SILVER.arrow_schema))
 
 
@@ -151,12 +177,16 @@ def gold_checks(table):
 def test_gold_totals_match_silver_fails_on_a_wrong_total(silver_frame):
     overview = market_overview(silver_frame).toArrow()
     assert evaluate(gold_checks(GOLD_OVERVIEW), "totals_match_silver", gold.GoldWindow(overview, silver_frame))[0]
-    doctored = overview.set_column(overview.schema.get_field_index("coins_tracked"), "coins_tracked",
-                                   pa.array([3, 4], pa.int64()))
-    passed, metadata = evaluate(gold_checks(GOLD_OVERVIEW), "totals_match_silver", gold.GoldWindow(doctored, silver_frame))
+    doctored = overview.set_column(
+        overview.schema.get_field_index("coins_tracked"), "coins_tracked", pa.array([3, 4], pa.int64())
+    )
+    passed, metadata = evaluate(
+        gold_checks(GOLD_OVERVIEW), "totals_match_silver", gold.GoldWindow(doctored, silver_frame)
+    )
     assert not passed and metadata["mismatched_hours"] == [L0]
-    passed, metadata = evaluate(gold_checks(GOLD_OVERVIEW), "totals_match_silver",
-                                gold.GoldWindow(overview.slice(0, 1), silver_frame))
+    passed, metadata = evaluate(
+        gold_checks(GOLD_OVERVIEW), "totals_match_silver", gold.GoldWindow(overview.slice(0, 1), silver_frame)
+    )
     assert not passed and metadata["hours_missing"] == [L1]
 
 
@@ -192,8 +222,10 @@ def test_a_window_checked_slice_by_slice_reports_one_result_per_check():
     from crypto_assets.partitions import window_slices
 
     assert window_slices(H0, H0 + timedelta(hours=5), 2) == [
-        (H0, H0 + timedelta(hours=2)), (H0 + timedelta(hours=2), H0 + timedelta(hours=4)),
-        (H0 + timedelta(hours=4), H0 + timedelta(hours=5))]
+        (H0, H0 + timedelta(hours=2)),
+        (H0 + timedelta(hours=2), H0 + timedelta(hours=4)),
+        (H0 + timedelta(hours=4), H0 + timedelta(hours=5)),
+    ]
     first = silver_window(bronze_counts={L0: 2})
     second = silver_window(rows=silver_rows(["bitcoin", "bitcoin"], hour=H1), bronze_counts={L1: 2})
     merged = merge_slices([check_results(first), check_results(second)])

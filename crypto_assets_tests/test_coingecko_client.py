@@ -63,7 +63,10 @@ def test_api_page_keeps_the_body_and_the_request_without_the_key(sim):
     capture = client_for(sim).markets(300)
     page = capture.pages[1]
     assert page.endpoint == "/coins/markets" and page.page == 2 and page.status == 200
-    assert page.request == "/coins/markets?vs_currency=usd&order=market_cap_desc&per_page=150&page=2&price_change_percentage=1h,24h,7d"
+    assert (
+        page.request
+        == "/coins/markets?vs_currency=usd&order=market_cap_desc&per_page=150&page=2&price_change_percentage=1h,24h,7d"
+    )
     assert page.payload_sha256 == hashlib.sha256(page.body).hexdigest()
     assert page.fetched_at.tzinfo is not None and page.body.startswith(b'[{"id":')
 
@@ -217,7 +220,9 @@ def test_history_is_chunked_to_keep_hourly_points(sim):
     assert int(spans[0]["from"][0]) == int(start.timestamp()) and int(spans[1]["to"][0]) == int(end.timestamp())
     assert all(int(s["to"][0]) - int(s["from"][0]) <= 90 * 86400 for s in spans)
     stamps = [ms for ms, _ in history.prices]
-    assert stamps == sorted(set(stamps)) and start.timestamp() * 1000 <= stamps[0] and stamps[-1] < end.timestamp() * 1000
+    assert (
+        stamps == sorted(set(stamps)) and start.timestamp() * 1000 <= stamps[0] and stamps[-1] < end.timestamp() * 1000
+    )
     hourly = [ms for ms in stamps if ms >= (NOW - timedelta(days=90)).timestamp() * 1000]
     assert len(hourly) == 89 * 24 and all(b - a == 3_600_000 for a, b in zip(hourly, hourly[1:]))
     assert len(history.market_caps) == len(history.total_volumes) == len(history.prices)
@@ -249,7 +254,10 @@ BARE_SAMPLES = [
     "markets_2024-04-04T11-59Z_10_crlf.json",
     "markets_2025-02-25T11-02Z_100.json",
 ]
-WRAPPED_SAMPLES = ["markets_2022-10-04T20-16Z_100_wrapped-markets-key.json", "markets_2023-10-08T20-12Z_100_wrapped-data-key.json"]
+WRAPPED_SAMPLES = [
+    "markets_2022-10-04T20-16Z_100_wrapped-markets-key.json",
+    "markets_2023-10-08T20-12Z_100_wrapped-data-key.json",
+]
 
 
 def _sample(name: str) -> Path:

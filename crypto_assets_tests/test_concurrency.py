@@ -11,12 +11,12 @@ import subprocess
 
 import pytest
 from dagster import DagsterInstance
-from support import POOLED_INSTANCE, materialize_command, pipeline_env, star_content
 
 from crypto_assets.assets.bronze import COINGECKO_POOL
 from crypto_assets.partitions import HOUR, current_hour, partition_key
 from crypto_assets.resources.lakehouse import LakehouseResource
 from crypto_assets.tables import BRONZE, SILVER
+from support import POOLED_INSTANCE, materialize_command, pipeline_env, star_content
 
 COINS = 30
 pytestmark = pytest.mark.usefixtures("hour_settled")
@@ -24,8 +24,13 @@ pytestmark = pytest.mark.usefixtures("hour_settled")
 
 def run_together(envs: list[dict], hour, select: str = "*") -> list[str]:
     processes = [
-        subprocess.Popen(materialize_command("--partition", partition_key(hour), select=select), env=env, text=True,
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        subprocess.Popen(
+            materialize_command("--partition", partition_key(hour), select=select),
+            env=env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
         for env in envs
     ]
     outputs = [process.communicate(timeout=600)[0] for process in processes]

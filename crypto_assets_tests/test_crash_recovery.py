@@ -11,6 +11,9 @@ still show it as started).
 from __future__ import annotations
 
 import pytest
+
+from crypto_assets.partitions import HOUR, partition_key
+from crypto_assets.resources.lakehouse import LakehouseResource
 from support import (
     REFERENCE_COINS,
     kill_tree,
@@ -23,9 +26,6 @@ from support import (
     wait_for,
 )
 
-from crypto_assets.partitions import HOUR, partition_key
-from crypto_assets.resources.lakehouse import LakehouseResource
-
 # Each chain: the points where its runs are killed, one after the other, then a clean rerun.
 CHAINS = {
     "landed-silver-gold": ("bronze.landed", "silver.committed", "gold.committed"),
@@ -34,7 +34,9 @@ CHAINS = {
 
 
 @pytest.mark.parametrize("chain", CHAINS)
-def test_a_run_killed_at_each_commit_point_then_rerun_ends_as_one_clean_run(chain, still_simulator, reference_run, tmp_path):
+def test_a_run_killed_at_each_commit_point_then_rerun_ends_as_one_clean_run(
+    chain, still_simulator, reference_run, tmp_path
+):
     simulator = still_simulator
     start, end = reference_run["window"]
     partition = ["--partition-range", f"{partition_key(start)}...{partition_key(end - HOUR)}"]
@@ -42,8 +44,15 @@ def test_a_run_killed_at_each_commit_point_then_rerun_ends_as_one_clean_run(chai
     history_calls = []
     for number, point in enumerate(CHAINS[chain]):
         marker, log = tmp_path / f"paused-{number}", tmp_path / f"run-{number}.log"
-        env = pipeline_env(simulator.base_url, tmp_path / f"home-{number}", tmp_path / "lake", odbc, REFERENCE_COINS,
-                           CRYPTO_PAUSE_AT=point, CRYPTO_PAUSE_MARKER=str(marker))
+        env = pipeline_env(
+            simulator.base_url,
+            tmp_path / f"home-{number}",
+            tmp_path / "lake",
+            odbc,
+            REFERENCE_COINS,
+            CRYPTO_PAUSE_AT=point,
+            CRYPTO_PAUSE_MARKER=str(marker),
+        )
         before = simulator.request_count
         process = start_in_own_group(materialize_command(*partition), env, log)
         wait_for(marker, process, log)

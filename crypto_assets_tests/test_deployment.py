@@ -25,10 +25,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from support import REPO, postgres_database
-from services import free_port
 from crypto_assets.partitions import HOUR, current_hour, partition_key
 from crypto_assets.tables import ALL_TABLES
+from services import free_port
+from support import REPO, postgres_database
 
 # dagster_graphql's client calls gql with arguments gql has deprecated: not ours to fix.
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning:gql")
@@ -91,8 +91,12 @@ def test_compose_has_every_service_with_image_or_build(compose):
                 "simulator", "spark-master", "spark-worker", "sqlserver", "minio", "minio-bucket"}  # fmt: skip
     assert expected <= set(services), expected - set(services)
     # one-shot jobs (waited for with service_completed_successfully) need no health check
-    one_shot = {name for service in services.values() for name, dep in service.get("depends_on", {}).items()
-                if isinstance(dep, dict) and dep.get("condition") == "service_completed_successfully"}
+    one_shot = {
+        name
+        for service in services.values()
+        for name, dep in service.get("depends_on", {}).items()
+        if isinstance(dep, dict) and dep.get("condition") == "service_completed_successfully"
+    }
     assert one_shot == {"minio-bucket"}
     for name, service in services.items():
         assert "image" in service or "build" in service, name
@@ -115,9 +119,13 @@ def test_the_objectstore_profile_makes_the_bucket_and_every_lake_reader_gets_the
     assert services["minio-bucket"]["depends_on"]["minio"]["condition"] == "service_healthy"
     for reader in ("user_code", "spark-worker"):  # the runs and the executors read the lake's files
         environment = service_env(services[reader])
-        assert {"AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AZURE_STORAGE_ACCOUNT_KEY"} <= set(environment)
-    assert services["user_code"]["depends_on"]["minio-bucket"] == {"condition": "service_completed_successfully",
-                                                                    "required": False}
+        assert {"AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AZURE_STORAGE_ACCOUNT_KEY"} <= set(
+            environment
+        )
+    assert services["user_code"]["depends_on"]["minio-bucket"] == {
+        "condition": "service_completed_successfully",
+        "required": False,
+    }
 
 
 def test_compose_profiles_ports_volumes_and_commands(compose):
@@ -131,7 +139,9 @@ def test_compose_profiles_ports_volumes_and_commands(compose):
     assert any(str(port).endswith(":3000") for port in services["dagster-webserver"]["ports"])
     # Nothing is published beyond the host's loopback unless the user says so (the UI has no login).
     published = [str(port) for service in services.values() for port in service.get("ports", [])]
-    assert published and all(p.startswith(("127.0.0.1:", "${DAGSTER_UI_BIND:-127.0.0.1}:")) for p in published), published
+    assert published and all(p.startswith(("127.0.0.1:", "${DAGSTER_UI_BIND:-127.0.0.1}:")) for p in published), (
+        published
+    )
     assert "dagster-webserver" in " ".join(services["dagster-webserver"]["command"])
     assert services["dagster-daemon"]["command"][:2] == ["dagster-daemon", "run"]
     user_code_command = " ".join(services["user_code"]["command"])
@@ -232,7 +242,11 @@ def test_instance_and_workspace_files():
     assert coordinator["class"] == "QueuedRunCoordinator"
     limits = {limit["key"]: limit for limit in instance["concurrency"]["runs"]["tag_concurrency_limits"]}
     assert instance["concurrency"]["pools"]["default_limit"] == 1  # one CoinGecko capture at a time
-    assert limits["dagster/partition"] == {"key": "dagster/partition", "value": {"applyLimitPerUniqueValue": True}, "limit": 1}
+    assert limits["dagster/partition"] == {
+        "key": "dagster/partition",
+        "value": {"applyLimitPerUniqueValue": True},
+        "limit": 1,
+    }
     assert instance["run_retries"]["enabled"] is True
     assert instance["run_retries"]["retry_on_asset_or_op_failure"] is False
     assert instance["run_monitoring"]["enabled"] is True
@@ -331,7 +345,9 @@ def wait_for(what: str, check, processes: Processes, timeout: float, interval: f
         except Exception as error:  # not up yet
             last_error = error
         time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last error: {last_error!r})\n{processes.logs()}")
+    raise AssertionError(
+        f"timed out after {timeout:.0f} s waiting for {what} (last error: {last_error!r})\n{processes.logs()}"
+    )
 
 
 def graphql(port: int, query: str) -> dict:
@@ -420,8 +436,14 @@ def topology(dagster_database, tmp_path_factory):
             )  # fmt: skip
             # The daemon and the webserver would both create the fresh database's tables at the
             # same moment and race on the migrations: create them first, once.
-            subprocess.run([str(BIN / "dagster"), "instance", "migrate"], env=instance_env, cwd=work,
-                           check=True, capture_output=True, timeout=120)
+            subprocess.run(
+                [str(BIN / "dagster"), "instance", "migrate"],
+                env=instance_env,
+                cwd=work,
+                check=True,
+                capture_output=True,
+                timeout=120,
+            )
             workspace_args = ["-w", str(root / "workspace.yaml")]
             processes.start("daemon", [str(BIN / "dagster-daemon"), "run", *workspace_args], instance_env, work)
             processes.start(
@@ -429,7 +451,9 @@ def topology(dagster_database, tmp_path_factory):
                 [str(BIN / "dagster-webserver"), "-h", "127.0.0.1", "-p", str(web_port), *workspace_args],
                 instance_env, work,
             )  # fmt: skip
-            wait_for("the webserver to load the code location", lambda: location_loaded(web_port), processes, timeout=90)
+            wait_for(
+                "the webserver to load the code location", lambda: location_loaded(web_port), processes, timeout=90
+            )
             wait_for("the daemons' heartbeats", lambda: daemons_healthy(web_port), processes, timeout=90, interval=2)
 
             client = DagsterGraphQLClient("127.0.0.1", port_number=web_port)
@@ -469,7 +493,9 @@ def storage(topology):
             cursor.execute("SELECT run_id, key, value FROM run_tags")
             for run_id, key, value in cursor.fetchall():
                 runs.get(run_id, {}).setdefault("tags", {})[key] = value
-            cursor.execute("SELECT run_id, dagster_event_type, asset_key FROM event_logs WHERE dagster_event_type IS NOT NULL ORDER BY id")
+            cursor.execute(
+                "SELECT run_id, dagster_event_type, asset_key FROM event_logs WHERE dagster_event_type IS NOT NULL ORDER BY id"
+            )
             events: dict[str, list] = {}
             for run_id, event_type, asset_key in cursor.fetchall():
                 events.setdefault(run_id, []).append((event_type, asset_key))
@@ -486,7 +512,9 @@ def test_runs_went_through_the_queue_and_succeeded(topology, storage):
         types = [event_type for event_type, _ in storage["events"][run_id]]
         # Submitted to the QueuedRunCoordinator (ENQUEUED), taken off the queue and launched by
         # the daemon (STARTING), then executed by a run worker of the code server (START).
-        lifecycle = [t for t in types if t in ("PIPELINE_ENQUEUED", "PIPELINE_STARTING", "PIPELINE_START", "PIPELINE_SUCCESS")]
+        lifecycle = [
+            t for t in types if t in ("PIPELINE_ENQUEUED", "PIPELINE_STARTING", "PIPELINE_START", "PIPELINE_SUCCESS")
+        ]
         assert lifecycle == ["PIPELINE_ENQUEUED", "PIPELINE_STARTING", "PIPELINE_START", "PIPELINE_SUCCESS"], types
 
 

@@ -55,7 +55,9 @@ def test_the_429_was_retried_and_the_run_completed(faulty_run):
 
 def test_nothing_is_lost_and_bad_records_are_quarantined_with_reasons(faulty_run):
     lake, hour = faulty_run["lake"], faulty_run["hour"]
-    bronze, silver, quarantine = (lake.read_window_arrow(table, hour, hour + HOUR) for table in (BRONZE, SILVER, QUARANTINE))
+    bronze, silver, quarantine = (
+        lake.read_window_arrow(table, hour, hour + HOUR) for table in (BRONZE, SILVER, QUARANTINE)
+    )
     assert len(bronze) == LIMIT == len(silver) + len(quarantine)
     reasons = sorted(quarantine.column("reason").to_pylist())
     assert "non_positive_price" in reasons and "negative_volume" in reasons

@@ -24,12 +24,25 @@ def hour(i: int) -> datetime:
 
 def overview_rows(hours, coins: int) -> pa.Table:
     rows = [
-        {"ingest_hour": hour(i), "vs_currency": "usd", "coins_tracked": coins, "total_market_cap": 1.5e12,
-         "total_volume": 8e10, "btc_dominance_pct": 55.0, "eth_dominance_pct": 12.0, "advancers": 3,
-         "decliners": 2, "unchanged": 0, "high_volume_coins": 1, "stale_coins": 0}
+        {
+            "ingest_hour": hour(i),
+            "vs_currency": "usd",
+            "coins_tracked": coins,
+            "total_market_cap": 1.5e12,
+            "total_volume": 8e10,
+            "btc_dominance_pct": 55.0,
+            "eth_dominance_pct": 12.0,
+            "advancers": 3,
+            "decliners": 2,
+            "unchanged": 0,
+            "high_volume_coins": 1,
+            "stale_coins": 0,
+        }
         for i in hours
     ]
-    return pa.Table.from_pylist(rows, schema=pa.schema([f for f in GOLD_OVERVIEW.arrow_schema if f.name != "ingest_date"]))
+    return pa.Table.from_pylist(
+        rows, schema=pa.schema([f for f in GOLD_OVERVIEW.arrow_schema if f.name != "ingest_date"])
+    )
 
 
 def coins_by_hour(lake: LakehouseResource) -> dict[datetime, int]:
@@ -44,9 +57,6 @@ def lake(request, tmp_path) -> LakehouseResource:
         request.getfixturevalue("s3")
         return LakehouseResource(root=f"s3://lake/{tmp_path.name}")
     return LakehouseResource(root=str(tmp_path / "lake"))
-
-
-
 
 
 def test_writing_a_window_replaces_exactly_its_hours(lake):
@@ -85,7 +95,9 @@ def test_rows_outside_the_window_are_refused_and_nothing_is_written(lake):
 def test_windows_spanning_days_read_back_from_both_partitions(lake, spark):
     lake.write_window(GOLD_OVERVIEW, overview_rows(range(4), coins=7), hour(0), hour(4), "run-1")
     assert set(lake.read_window_arrow(GOLD_OVERVIEW, hour(0), hour(4)).column("ingest_date").to_pylist()) == {
-        "2026-11-24", "2026-11-25"}
+        "2026-11-24",
+        "2026-11-25",
+    }
     frame = lake.read_window(spark, GOLD_OVERVIEW, hour(1), hour(3))
     assert frame.columns == GOLD_OVERVIEW.arrow_schema.names
     assert sorted(r["ingest_hour"].replace(tzinfo=timezone.utc) for r in frame.collect()) == [hour(1), hour(2)]
@@ -110,14 +122,18 @@ def land(lake: LakehouseResource, capture_id: str, files: dict[str, bytes]) -> N
 
 def test_a_capture_is_its_files_plus_a_manifest_written_last_and_never_rewritten(lake):
     land(lake, "coingecko/markets/x", {"page-0001.json": b"[1]", "page-0002.json": b"[]"})
-    assert sorted(landed_objects(lake)) == [f"coingecko/markets/x/{name}" for name in
-                                            ("manifest.json", "page-0001.json", "page-0002.json")]
+    assert sorted(landed_objects(lake)) == [
+        f"coingecko/markets/x/{name}" for name in ("manifest.json", "page-0001.json", "page-0002.json")
+    ]
     with pytest.raises(LandingError, match="never rewritten"):
         land(lake, "coingecko/markets/x", {"page-0001.json": b"[2]"})
     assert landed_objects(lake)["coingecko/markets/x/page-0001.json"] == b"[1]"
     assert lake.landing.captures("coingecko") == ["coingecko/markets/x"]
     assert lake.landing.children("coingecko") == ["markets"]
-    assert [e["name"] for e in lake.landing.manifest("coingecko/markets/x")["files"]] == ["page-0001.json", "page-0002.json"]
+    assert [e["name"] for e in lake.landing.manifest("coingecko/markets/x")["files"]] == [
+        "page-0001.json",
+        "page-0002.json",
+    ]
     assert lake.landing.read("coingecko/markets/x", "page-0001.json") == b"[1]"
 
 
@@ -158,7 +174,9 @@ def test_a_writer_that_lost_the_race_for_its_hours_gets_a_conflict_and_writes_no
     lake.write_window(GOLD_OVERVIEW, overview_rows(range(2), coins=10), hour(0), hour(2), "run-0")
     stale, fresh = lake.pin(GOLD_OVERVIEW), lake.pin(GOLD_OVERVIEW)
     lake.write_window(GOLD_OVERVIEW, overview_rows([1], coins=20), hour(1), hour(2), "run-1", base=fresh)
-    with pytest.raises(WindowConflict, match="gold_market_overview hours 2026-11-24T23:00Z: another run committed first"):
+    with pytest.raises(
+        WindowConflict, match="gold_market_overview hours 2026-11-24T23:00Z: another run committed first"
+    ):
         lake.write_window(GOLD_OVERVIEW, overview_rows([1], coins=30), hour(1), hour(2), "run-2", base=stale)
     assert coins_by_hour(lake) == {hour(0): 10, hour(1): 20}
 
@@ -182,7 +200,9 @@ def test_replanning_recomputes_on_the_fresh_snapshot_and_gives_up_with_a_clear_m
         lake.write_window(GOLD_OVERVIEW, overview_rows([0], coins=40), hour(0), hour(1), "other")
         return lake.write_window(GOLD_OVERVIEW, overview_rows([0], coins=50), hour(0), hour(1), "me", base=pin)
 
-    with pytest.raises(LakehouseError, match="overview: .* lost the race 4 times; nothing of this attempt was committed"):
+    with pytest.raises(
+        LakehouseError, match="overview: .* lost the race 4 times; nothing of this attempt was committed"
+    ):
         replanned("overview", always_late)
     assert coins_by_hour(lake) == {hour(0): 40}
 
@@ -197,9 +217,21 @@ def test_a_capture_is_appended_at_most_once(lake):
 
 def quarantine_like_bronze_rows() -> pa.Table:
     physical = pa.schema([f for f in BRONZE.arrow_schema if f.name != "ingest_date"])
-    row = {"coin_id": "bitcoin", "record_json": "{}", "source": "snapshot", "vs_currency": "usd", "capture_id": "c",
-           "page": 1, "position": 0, "request": "/coins/markets", "http_status": 200, "payload_sha256": "0",
-           "ingested_at": hour(0), "run_id": "r", "ingest_hour": hour(0)}
+    row = {
+        "coin_id": "bitcoin",
+        "record_json": "{}",
+        "source": "snapshot",
+        "vs_currency": "usd",
+        "capture_id": "c",
+        "page": 1,
+        "position": 0,
+        "request": "/coins/markets",
+        "http_status": 200,
+        "payload_sha256": "0",
+        "ingested_at": hour(0),
+        "run_id": "r",
+        "ingest_hour": hour(0),
+    }
     return pa.Table.from_pylist([row, {**row, "position": 1}], schema=physical)
 
 

@@ -19,11 +19,22 @@ PAST_DAY = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
 
 def quarantine_rows(hour: datetime, n: int = 3) -> pa.Table:
-    return pa.Table.from_pylist([
-        {"coin_id": f"coin-{i}", "reason": "missing_price", "record_json": "{}", "source": "snapshot",
-         "capture_id": f"c-{hour:%H}", "page": 1, "position": i, "ingested_at": hour, "ingest_hour": hour}
-        for i in range(n)
-    ])
+    return pa.Table.from_pylist(
+        [
+            {
+                "coin_id": f"coin-{i}",
+                "reason": "missing_price",
+                "record_json": "{}",
+                "source": "snapshot",
+                "capture_id": f"c-{hour:%H}",
+                "page": 1,
+                "position": i,
+                "ingested_at": hour,
+                "ingest_hour": hour,
+            }
+            for i in range(n)
+        ]
+    )
 
 
 @pytest.fixture(params=["folder", "s3"])
@@ -43,7 +54,8 @@ def lake(request, tmp_path) -> LakehouseResource:
 
 def all_rows(lake: LakehouseResource) -> pa.Table:
     return lake.read_window_arrow(QUARANTINE, PAST_DAY, current_hour() + HOUR).sort_by(
-        [("ingest_hour", "ascending"), ("position", "ascending")])
+        [("ingest_hour", "ascending"), ("position", "ascending")]
+    )
 
 
 def day_files(lake: LakehouseResource, day: str) -> list[str]:
@@ -54,8 +66,11 @@ def run_job(lake: LakehouseResource):
     result = maintenance_job.execute_in_process(resources={"lakehouse": lake}, instance=DagsterInstance.ephemeral())
     assert result.success
     observations = {
-        event.asset_key.to_user_string(): {k: v.value for k, v in event.event_specific_data.asset_observation.metadata.items()}
-        for event in result.all_events if event.event_type_value == "ASSET_OBSERVATION"
+        event.asset_key.to_user_string(): {
+            k: v.value for k, v in event.event_specific_data.asset_observation.metadata.items()
+        }
+        for event in result.all_events
+        if event.event_type_value == "ASSET_OBSERVATION"
     }
     return observations
 

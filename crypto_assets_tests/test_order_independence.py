@@ -6,11 +6,10 @@ backfill goes a week at a time: slicing must not change a row either."""
 
 from __future__ import annotations
 
-from support import REFERENCE_COINS, REFERENCE_HOURS, lake_content, materialize, pipeline_env, star_content
-
 from crypto_assets.partitions import HOUR, hour_label, partition_key
 from crypto_assets.resources.lakehouse import LakehouseResource
 from crypto_assets.tables import BRONZE, GOLD_TABLES, SILVER
+from support import REFERENCE_COINS, REFERENCE_HOURS, lake_content, materialize, pipeline_env, star_content
 
 SHUFFLED = (1, 0, 2)  # hour offsets from the first hour, in the order they are materialised
 

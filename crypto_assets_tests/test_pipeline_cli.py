@@ -9,12 +9,12 @@ import os
 
 import pyarrow.compute as pc
 import pytest
-from support import dump, lake_state, materialize, settle_hour
 
 from crypto_assets.partitions import HOUR, current_hour, partition_key
 from crypto_assets.resources.lakehouse import LakehouseResource, rows_per_hour
 from crypto_assets.resources.warehouse import WarehouseResource
 from crypto_assets.tables import BRONZE, GOLD_TABLES, QUARANTINE, SILVER
+from support import dump, lake_state, materialize, settle_hour
 
 COINS_LIMIT = 40
 
@@ -42,8 +42,16 @@ def pipeline(simulator, tmp_path_factory, sqlite_odbc):
     lake = LakehouseResource(root=str(lake_root))
     first_state = lake_state(lake, first, now + HOUR)
     api_calls = len(simulator.requests) - requests_before
-    return {"env": env, "lake": lake, "first": first, "now": now, "end": now + HOUR,
-            "past_range": past_range, "state": first_state, "api_calls": api_calls}
+    return {
+        "env": env,
+        "lake": lake,
+        "first": first,
+        "now": now,
+        "end": now + HOUR,
+        "past_range": past_range,
+        "state": first_state,
+        "api_calls": api_calls,
+    }
 
 
 def test_past_hours_are_reconstructed_from_history_and_the_current_hour_is_a_snapshot(pipeline, simulator):
@@ -111,10 +119,15 @@ def test_a_rerun_changes_nothing_and_calls_no_api(pipeline, simulator):
 
 def test_the_same_hours_load_into_postgresql(pipeline, postgres_odbc):
     env = {**pipeline["env"], "CRYPTO_WAREHOUSE_ODBC": postgres_odbc}
-    materialize(env, "--partition-range", f"{partition_key(pipeline['first'])}...{partition_key(pipeline['now'])}",
-                select="key:warehouse/*")
+    materialize(
+        env,
+        "--partition-range",
+        f"{partition_key(pipeline['first'])}...{partition_key(pipeline['now'])}",
+        select="key:warehouse/*",
+    )
     sqlite = WarehouseResource(odbc_connection_string=pipeline["env"]["CRYPTO_WAREHOUSE_ODBC"])
     postgres = WarehouseResource(odbc_connection_string=postgres_odbc)
     assert postgres.window_counts(pipeline["first"], pipeline["end"]) == sqlite.window_counts(
-        pipeline["first"], pipeline["end"])
+        pipeline["first"], pipeline["end"]
+    )
     assert not any(postgres.orphan_counts(pipeline["first"], pipeline["end"]).values())

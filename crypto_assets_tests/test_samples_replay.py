@@ -42,7 +42,11 @@ def replay(path: Path, spark):
     captured_at = file_time([record for _, _, record in markets.records]) + timedelta(seconds=30)
     with tempfile.TemporaryDirectory(prefix="replay_landing_") as folder:
         landing = Landing(folder)
-        rows = land_snapshot(landing, markets, floor_hour(captured_at), "usd", "replay-run").part_rows(1, landing).to_pylist()
+        rows = (
+            land_snapshot(landing, markets, floor_hour(captured_at), "usd", "replay-run")
+            .part_rows(1, landing)
+            .to_pylist()
+        )
     for row in rows:
         row.update(ingested_at=captured_at)
     columns = [f for f in BRONZE.arrow_schema if f.name != "ingest_date"]

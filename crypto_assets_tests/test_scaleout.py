@@ -10,11 +10,12 @@ from __future__ import annotations
 import uuid
 
 import pytest
-from support import REFERENCE_COINS, lake_content, materialize, pipeline_env, star_content
-from services import s3_server, spark_cluster, spark_connect_server
 
 from crypto_assets.partitions import HOUR, current_hour, partition_key
 from crypto_assets.resources.lakehouse import LakehouseResource
+from services import s3_server, spark_cluster, spark_connect_server
+from support import REFERENCE_COINS, lake_content, materialize, pipeline_env, star_content
+
 
 def build(simulator, window, folder, lake_root: str, spark: str, **env) -> tuple[dict, dict]:
     """Run the window in one run (whose Spark session must be ``spark``); every table's content."""
@@ -57,8 +58,16 @@ def test_the_lake_on_azure_blob_with_local_spark(still_simulator, reference_run,
 
 
 def test_the_lake_on_s3_with_a_standalone_cluster(still_simulator, reference_run, s3, cluster, tmp_path):
-    got = build(still_simulator, reference_run["window"], tmp_path, f"s3://lake/{uuid.uuid4().hex}", cluster, **s3,
-                SPARK_MASTER=cluster, SPARK_LOCAL_IP="127.0.0.1")
+    got = build(
+        still_simulator,
+        reference_run["window"],
+        tmp_path,
+        f"s3://lake/{uuid.uuid4().hex}",
+        cluster,
+        **s3,
+        SPARK_MASTER=cluster,
+        SPARK_LOCAL_IP="127.0.0.1",
+    )
     assert_identical(got, reference_run)
 
 
@@ -69,9 +78,14 @@ def test_a_local_lake_through_spark_connect(still_simulator, reference_run, conn
 
 def test_an_unreachable_object_store_fails_before_any_api_call_without_secrets(simulator, s3, tmp_path):
     secret = "wrong-secret-0f1e2d3c"
-    env = pipeline_env(simulator.base_url, tmp_path / "home", "s3://lake-nowhere/lake",
-                       f"DRIVER={{SQLite3}};Database={tmp_path / 'wh.sqlite'};BigInt=1", REFERENCE_COINS,
-                       **{**s3, "AWS_ENDPOINT_URL": "http://127.0.0.1:9", "AWS_SECRET_ACCESS_KEY": secret})
+    env = pipeline_env(
+        simulator.base_url,
+        tmp_path / "home",
+        "s3://lake-nowhere/lake",
+        f"DRIVER={{SQLite3}};Database={tmp_path / 'wh.sqlite'};BigInt=1",
+        REFERENCE_COINS,
+        **{**s3, "AWS_ENDPOINT_URL": "http://127.0.0.1:9", "AWS_SECRET_ACCESS_KEY": secret},
+    )
     before = simulator.request_count
     failed = materialize(env, "--partition", partition_key(current_hour() - HOUR), expect_success=False)
     output = failed.stdout + failed.stderr
@@ -83,12 +97,18 @@ def test_an_unreachable_object_store_fails_before_any_api_call_without_secrets(s
 def test_wrong_credentials_fail_before_any_api_call_naming_what_to_check(simulator, tmp_path):
     secret = "wrong-secret-9a8b7c6d"
     with s3_server(tmp_path, checks_credentials=True) as store:
-        env = pipeline_env(simulator.base_url, tmp_path / "home", "s3://lake-locked/lake",
-                           f"DRIVER={{SQLite3}};Database={tmp_path / 'wh.sqlite'};BigInt=1", REFERENCE_COINS,
-                           **{**store, "AWS_ACCESS_KEY_ID": "AKIAWRONGKEY", "AWS_SECRET_ACCESS_KEY": secret})
+        env = pipeline_env(
+            simulator.base_url,
+            tmp_path / "home",
+            "s3://lake-locked/lake",
+            f"DRIVER={{SQLite3}};Database={tmp_path / 'wh.sqlite'};BigInt=1",
+            REFERENCE_COINS,
+            **{**store, "AWS_ACCESS_KEY_ID": "AKIAWRONGKEY", "AWS_SECRET_ACCESS_KEY": secret},
+        )
         before = simulator.request_count
-        failed = materialize(env, "--partition", partition_key(current_hour() - HOUR), select="key:raw_data/*",
-                             expect_success=False)
+        failed = materialize(
+            env, "--partition", partition_key(current_hour() - HOUR), select="key:raw_data/*", expect_success=False
+        )
     output = failed.stdout + failed.stderr
     assert failed.returncode != 0 and simulator.request_count == before
     assert "the lake at s3://lake-locked/lake (S3, bucket 'lake-locked'; CRYPTO_LAKE_ROOT) is not reachable" in output
@@ -96,16 +116,25 @@ def test_wrong_credentials_fail_before_any_api_call_naming_what_to_check(simulat
     assert "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY" in output and secret not in output
 
 
-@pytest.mark.parametrize("root, shown", [
-    ("hdfs://nn/lake", "hdfs://nn/lake"),  # (the other refusals are unit-tested in test_lake_root.py)
-    ("s3://user:pa55word@bucket/lake", "s3://***@bucket/lake"),  # credentials never in the URI, nor echoed
-])
+@pytest.mark.parametrize(
+    "root, shown",
+    [
+        ("hdfs://nn/lake", "hdfs://nn/lake"),  # (the other refusals are unit-tested in test_lake_root.py)
+        ("s3://user:pa55word@bucket/lake", "s3://***@bucket/lake"),  # credentials never in the URI, nor echoed
+    ],
+)
 def test_a_lake_root_that_is_no_lake_is_refused_before_any_api_call(simulator, tmp_path, root, shown):
-    env = pipeline_env(simulator.base_url, tmp_path / "home", root,
-                       f"DRIVER={{SQLite3}};Database={tmp_path / 'wh.sqlite'};BigInt=1", REFERENCE_COINS)
+    env = pipeline_env(
+        simulator.base_url,
+        tmp_path / "home",
+        root,
+        f"DRIVER={{SQLite3}};Database={tmp_path / 'wh.sqlite'};BigInt=1",
+        REFERENCE_COINS,
+    )
     before = simulator.request_count
-    failed = materialize(env, "--partition", partition_key(current_hour() - HOUR), select="key:raw_data/*",
-                         expect_success=False)
+    failed = materialize(
+        env, "--partition", partition_key(current_hour() - HOUR), select="key:raw_data/*", expect_success=False
+    )
     output = failed.stdout + failed.stderr
     assert failed.returncode != 0 and simulator.request_count == before
     assert f"CRYPTO_LAKE_ROOT={shown!r}" in output and "pa55word" not in output

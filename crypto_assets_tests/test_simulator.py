@@ -95,7 +95,11 @@ def test_realistic_oddities(sim):
     stale = by_id["coin-0183"]
     lag = NOW - datetime.fromisoformat(stale["last_updated"].replace("Z", "+00:00"))
     assert lag > timedelta(hours=24) and stale["high_24h"] is None and stale["price_change_percentage_24h"] is None
-    fresh = [NOW - datetime.fromisoformat(r["last_updated"].replace("Z", "+00:00")) for r in rows if r["high_24h"] is not None]
+    fresh = [
+        NOW - datetime.fromisoformat(r["last_updated"].replace("Z", "+00:00"))
+        for r in rows
+        if r["high_24h"] is not None
+    ]
     assert max(fresh) < timedelta(minutes=5)
     ranks = [r["market_cap_rank"] for r in rows]
     assert ranks != sorted(ranks) and sorted(ranks) == list(range(1, 251))
@@ -109,7 +113,9 @@ def test_history_granularity(sim):
     assert set(recent) == {"prices", "market_caps", "total_volumes"}
     long = get(sim, "/coins/ethereum/market_chart/range", **USD, **{"from": now_s - 120 * 86400, "to": now_s}).json()
     assert all(ms % 86_400_000 == 0 for ms, _ in long["prices"]) and len(long["prices"]) == 120
-    old = get(sim, "/coins/ethereum/market_chart/range", **USD, **{"from": now_s - 100 * 86400, "to": now_s - 80 * 86400}).json()
+    old = get(
+        sim, "/coins/ethereum/market_chart/range", **USD, **{"from": now_s - 100 * 86400, "to": now_s - 80 * 86400}
+    ).json()
     old_days = [ms // 1000 for ms, _ in old["prices"] if ms // 1000 < now_s - 90 * 86400]
     assert len(old_days) == 10 and all(t % 86400 == 0 for t in old_days)
     assert len(old["prices"]) - len(old_days) == 10 * 24  # the last 10 days are within 90 days: hourly
@@ -122,7 +128,9 @@ def test_history_agrees_with_snapshots(sim):
     served = {r["id"]: r for r in sim.market_at(hour)}
     start = int(hour.timestamp())
     for coin in ("bitcoin", "ethereum", "coin-0042"):
-        (ms, price), = get(sim, f"/coins/{coin}/market_chart/range", **USD, **{"from": start, "to": start + 3599}).json()["prices"]
+        ((ms, price),) = get(
+            sim, f"/coins/{coin}/market_chart/range", **USD, **{"from": start, "to": start + 3599}
+        ).json()["prices"]
         assert price == pytest.approx(served[coin]["current_price"], rel=1e-4)
 
 
@@ -156,12 +164,20 @@ def test_api_key_header_and_errors():
         ("503", {}, lambda r: r.status_code == 503),
         ("html", {}, lambda r: r.status_code == 200 and r.headers["Content-Type"].startswith("text/html")),
         ("html", {"variant": "1015"}, lambda r: r.content == b"error code: 1015"),
-        ("truncated", {}, lambda r: r.status_code == 200 and r.content.startswith(b"[{") and not r.content.endswith(b"]")),
+        (
+            "truncated",
+            {},
+            lambda r: r.status_code == 200 and r.content.startswith(b"[{") and not r.content.endswith(b"]"),
+        ),
         ("error_object", {}, lambda r: r.status_code == 200 and r.json()["status"]["error_code"] == 429),
         ("wrapped", {}, lambda r: list(r.json()) == ["data"] and len(r.json()["data"]) == 10),
         ("wrapped", {"key": "markets"}, lambda r: list(r.json()) == ["markets"]),
         ("drift", {}, lambda r: all(x["new_field_x"] == 1 and "roi" not in x for x in r.json())),
-        ("string_numbers", {}, lambda r: isinstance(r.json()[0]["current_price"], str) and r.json()[-1]["total_volume"] == "n/a"),
+        (
+            "string_numbers",
+            {},
+            lambda r: isinstance(r.json()[0]["current_price"], str) and r.json()[-1]["total_volume"] == "n/a",
+        ),
         ("bad_values", {}, lambda r: r.json()[0]["current_price"] is None and r.json()[-1]["total_volume"] < 0),
         ("key_error", {"code": 10011}, lambda r: r.status_code == 401 and r.json()["status"]["error_code"] == 10011),
     ],
@@ -202,7 +218,9 @@ def test_http_control_api_and_cli():
         assert re.fullmatch(r"COINGECKO_BASE_URL=http://127\.0\.0\.1:\d+/api/v3", line)
         base = line.split("=", 1)[1]
         control = base.removesuffix("/api/v3") + "/__sim"
-        assert requests.post(control + "/faults", json={"fault": "500", "endpoint": "/coins/markets", "times": 2}, timeout=5).ok
+        assert requests.post(
+            control + "/faults", json={"fault": "500", "endpoint": "/coins/markets", "times": 2}, timeout=5
+        ).ok
         statuses = [requests.get(base + "/coins/markets", params=USD, timeout=5).status_code for _ in range(3)]
         assert statuses == [500, 500, 200]
         log = requests.get(control + "/requests", timeout=5).json()

@@ -110,7 +110,11 @@ def test_full_250_record_page_goes_through_typed(spark):
     assert btc["is_high_volume"] is True and btc["is_stale"] is False
     assert (btc["capture_id"], btc["page"], btc["position"]) == ("capture-20230513T10", 1, 0)
     assert (btc["source"], btc["vs_currency"], btc["ingest_hour"], btc["ingest_date"]) == (
-        "snapshot", "usd", HOUR0, "2023-05-13")
+        "snapshot",
+        "usd",
+        HOUR0,
+        "2023-05-13",
+    )
     assert rows["shiba-inu"]["atl"] == 5.6366e-11
     assert rows["safemoon"]["circulating_supply"] == 0.0
 
@@ -118,7 +122,10 @@ def test_full_250_record_page_goes_through_typed(spark):
     roi = next(r for r in records if r["roi"] is not None)
     got = rows[roi["id"]]
     assert (got["roi_times"], got["roi_currency"], got["roi_percentage"]) == (
-        roi["roi"]["times"], roi["roi"]["currency"], roi["roi"]["percentage"])
+        roi["roi"]["times"],
+        roi["roi"]["currency"],
+        roi["roi"]["percentage"],
+    )
 
     stale = {coin for coin, row in rows.items() if row["is_stale"]}
     assert stale == {"fuc", "compound-usdt"}
@@ -131,8 +138,15 @@ def test_number_forms_and_history_records(spark):
     doge = record("dogecoin", "markets_2025-03-04T14-45Z_30_NOT-USD-likely-eur.json")
     assert '"atl": 7.662e-05' in json.dumps(doge)
     as_text = {**record("ethereum"), "current_price": "12.5", "market_cap": "1e3", "market_cap_rank": "2"}
-    history = {"id": "solana", "symbol": "sol", "name": "Solana", "current_price": 20.5, "market_cap": 8e9,
-               "total_volume": 3e8, "last_updated": "2023-05-13T07:00:00.000Z"}
+    history = {
+        "id": "solana",
+        "symbol": "sol",
+        "name": "Solana",
+        "current_price": 20.5,
+        "market_cap": 8e9,
+        "total_volume": 3e8,
+        "last_updated": "2023-05-13T07:00:00.000Z",
+    }
     frame = bronze(spark, [doge, as_text]).unionByName(bronze(spark, [history], source="history"))
     silver, quarantine, _ = clean_markets(frame, SilverRules(stale_after_seconds=3 * 3600))
     assert collect(quarantine, QUARANTINE) == []
@@ -171,16 +185,30 @@ def test_every_quarantine_reason_first_rule_wins(spark):
         bad(15, max_supply=-5),
         bad(16, market_cap=-1),
     ]
-    reasons = ["malformed_json"] * 3 + ["missing_id"] * 2 + [
-        "not_numeric:current_price", "not_numeric:market_cap", "not_numeric:market_cap_rank",
-        "not_numeric:ath", "not_numeric:roi_times", *["non_positive_price"] * 3, "negative_volume",
-        "negative_supply:circulating_supply", "negative_supply:max_supply", "negative_market_cap"]
+    reasons = (
+        ["malformed_json"] * 3
+        + ["missing_id"] * 2
+        + [
+            "not_numeric:current_price",
+            "not_numeric:market_cap",
+            "not_numeric:market_cap_rank",
+            "not_numeric:ath",
+            "not_numeric:roi_times",
+            *["non_positive_price"] * 3,
+            "negative_volume",
+            "negative_supply:circulating_supply",
+            "negative_supply:max_supply",
+            "negative_market_cap",
+        ]
+    )
     # Duplicates: ethereum at (1, 17) beats (2, 0) and (2, 2); dogecoin's invalid first copy
     # at (1, 18) does not count, so (2, 1) is kept; ethereum in the next hour is no duplicate.
     eth, doge = record("ethereum"), record("dogecoin")
-    frame = (bronze(spark, [*cases, eth, {**doge, "current_price": -1}])
-             .unionByName(bronze(spark, [eth, doge, eth], page=2))
-             .unionByName(bronze(spark, [eth], HOUR0 + H)))
+    frame = (
+        bronze(spark, [*cases, eth, {**doge, "current_price": -1}])
+        .unionByName(bronze(spark, [eth, doge, eth], page=2))
+        .unionByName(bronze(spark, [eth], HOUR0 + H))
+    )
 
     silver, quarantine, _ = clean_markets(frame, SilverRules())
     silver_rows, q_rows = collect(silver, SILVER), collect(quarantine, QUARANTINE)
@@ -192,26 +220,34 @@ def test_every_quarantine_reason_first_rule_wins(spark):
     fourth = by(q_rows, "page", "position")[(1, 4)]
     assert (fourth["coin_id"], fourth["record_json"]) == ("  ", json.dumps(cases[4]))
     kept = {(r["coin_id"], r["ingest_hour"]): (r["page"], r["position"]) for r in silver_rows}
-    assert kept == {
-        ("ethereum", HOUR0): (1, 17), ("dogecoin", HOUR0): (2, 1), ("ethereum", HOUR0 + H): (1, 0)}
+    assert kept == {("ethereum", HOUR0): (1, 17), ("dogecoin", HOUR0): (2, 1), ("ethereum", HOUR0 + H): (1, 0)}
 
 
 def test_one_record_per_coin_and_hour_by_precedence_and_the_rest_superseded(spark):
     btc, eth = record("bitcoin"), record("ethereum")
     history = {"id": "bitcoin", "symbol": "btc", "name": "Bitcoin", "current_price": 1.0, "market_cap": 2.0}
-    frame = (bronze(spark, [history, {**history, "id": "ethereum"}], source="history", capture="h/capture=20261201T0900Z")
-             .unionByName(bronze(spark, [{**btc, "current_price": 3.0}], capture="s/capture=20261201T1005Z"))
-             .unionByName(bronze(spark, [{**btc, "current_price": 4.0}, eth], capture="s/capture=20261201T1050Z"))
-             .unionByName(bronze(spark, [{**btc, "current_price": -1}], capture="s/capture=20261201T1059Z")))
+    frame = (
+        bronze(spark, [history, {**history, "id": "ethereum"}], source="history", capture="h/capture=20261201T0900Z")
+        .unionByName(bronze(spark, [{**btc, "current_price": 3.0}], capture="s/capture=20261201T1005Z"))
+        .unionByName(bronze(spark, [{**btc, "current_price": 4.0}, eth], capture="s/capture=20261201T1050Z"))
+        .unionByName(bronze(spark, [{**btc, "current_price": -1}], capture="s/capture=20261201T1059Z"))
+    )
     silver, quarantine, superseded = clean_markets(frame, SilverRules())
     kept = {r["coin_id"]: (r["capture_id"], r["current_price"]) for r in collect(silver, SILVER)}
     # a snapshot beats history; of two snapshots the newer wins; an invalid record does not compete
-    assert kept == {"bitcoin": ("s/capture=20261201T1050Z", 4.0), "ethereum": ("s/capture=20261201T1050Z", eth["current_price"])}
+    assert kept == {
+        "bitcoin": ("s/capture=20261201T1050Z", 4.0),
+        "ethereum": ("s/capture=20261201T1050Z", eth["current_price"]),
+    }
     assert [(r["capture_id"], r["reason"]) for r in collect(quarantine, QUARANTINE)] == [
-        ("s/capture=20261201T1059Z", "non_positive_price")]
+        ("s/capture=20261201T1059Z", "non_positive_price")
+    ]
     lost = sorted((r["coin_id"], r["capture_id"]) for r in superseded.to_pylist())
-    assert lost == [("bitcoin", "h/capture=20261201T0900Z"), ("bitcoin", "s/capture=20261201T1005Z"),
-                    ("ethereum", "h/capture=20261201T0900Z")]
+    assert lost == [
+        ("bitcoin", "h/capture=20261201T0900Z"),
+        ("bitcoin", "s/capture=20261201T1005Z"),
+        ("ethereum", "h/capture=20261201T0900Z"),
+    ]
     assert len(silver) + len(quarantine) + len(lost) == frame.count()
 
 
@@ -236,20 +272,46 @@ def test_market_overview_by_hand(spark):
     def coin(coin_id, hour=HOUR0, **values):
         return dict(coin_id=coin_id, ingest_hour=hour, vs_currency="usd", **values)
 
-    silver = silver_frame(spark, [
-        coin("bitcoin", market_cap=600.0, total_volume=50.0, price_change_percentage_24h=1.0,
-             is_high_volume=True, is_stale=False),
-        coin("ethereum", market_cap=300.0, total_volume=30.0, price_change_percentage_24h=-2.0,
-             is_high_volume=True, is_stale=False),
-        coin("x", market_cap=100.0, price_change_percentage_24h=0.0, is_stale=True),
-        coin("y", total_volume=20.0, is_high_volume=False),
-        coin("x", HOUR0 + H, market_cap=100.0, total_volume=1.0, price_change_percentage_24h=3.0),
-    ])
+    silver = silver_frame(
+        spark,
+        [
+            coin(
+                "bitcoin",
+                market_cap=600.0,
+                total_volume=50.0,
+                price_change_percentage_24h=1.0,
+                is_high_volume=True,
+                is_stale=False,
+            ),
+            coin(
+                "ethereum",
+                market_cap=300.0,
+                total_volume=30.0,
+                price_change_percentage_24h=-2.0,
+                is_high_volume=True,
+                is_stale=False,
+            ),
+            coin("x", market_cap=100.0, price_change_percentage_24h=0.0, is_stale=True),
+            coin("y", total_volume=20.0, is_high_volume=False),
+            coin("x", HOUR0 + H, market_cap=100.0, total_volume=1.0, price_change_percentage_24h=3.0),
+        ],
+    )
     rows = by(collect(market_overview(silver), GOLD_OVERVIEW), "ingest_hour")
     assert rows[HOUR0] == dict(
-        vs_currency="usd", coins_tracked=4, total_market_cap=1000.0, total_volume=100.0,
-        btc_dominance_pct=60.0, eth_dominance_pct=30.0, advancers=1, decliners=1, unchanged=2,
-        high_volume_coins=2, stale_coins=1, ingest_hour=HOUR0, ingest_date="2023-05-13")
+        vs_currency="usd",
+        coins_tracked=4,
+        total_market_cap=1000.0,
+        total_volume=100.0,
+        btc_dominance_pct=60.0,
+        eth_dominance_pct=30.0,
+        advancers=1,
+        decliners=1,
+        unchanged=2,
+        high_volume_coins=2,
+        stale_coins=1,
+        ingest_hour=HOUR0,
+        ingest_date="2023-05-13",
+    )
     later = rows[HOUR0 + H]
     assert (later["coins_tracked"], later["btc_dominance_pct"], later["advancers"]) == (1, None, 1)
     assert len(rows) == 2
@@ -257,15 +319,24 @@ def test_market_overview_by_hand(spark):
 
 def test_market_distribution_tiers_and_shares(spark):
     caps = [200e9, 150e9, 50e9, 5e9, 0.5e9, 1e6, None]
-    rows = [dict(coin_id=f"c{i}", ingest_hour=HOUR0, market_cap=cap, total_volume=float(i + 1))
-            for i, cap in enumerate(caps)]
+    rows = [
+        dict(coin_id=f"c{i}", ingest_hour=HOUR0, market_cap=cap, total_volume=float(i + 1))
+        for i, cap in enumerate(caps)
+    ]
     rows.append(dict(coin_id="z", ingest_hour=HOUR0 + H, market_cap=10.0, total_volume=0.0))
-    got = by(collect(market_distribution(silver_frame(spark, rows)), GOLD_DISTRIBUTION),
-             "ingest_hour", "market_cap_tier")
+    got = by(
+        collect(market_distribution(silver_frame(spark, rows)), GOLD_DISTRIBUTION), "ingest_hour", "market_cap_tier"
+    )
     assert len(got) == 7
     first = {tier: row for (hour, tier), row in got.items() if hour == HOUR0}
     assert {t: (r["tier_order"], r["coin_count"]) for t, r in first.items()} == {
-        "mega": (1, 2), "large": (2, 1), "mid": (3, 1), "small": (4, 1), "micro": (5, 1), "unknown": (6, 1)}
+        "mega": (1, 2),
+        "large": (2, 1),
+        "mid": (3, 1),
+        "small": (4, 1),
+        "micro": (5, 1),
+        "unknown": (6, 1),
+    }
     assert (first["mega"]["total_market_cap"], first["mega"]["total_volume"]) == (350e9, 3.0)
     assert first["mega"]["market_cap_share"] == pytest.approx(350e9 / sum(c for c in caps if c))
     assert (first["unknown"]["total_market_cap"], first["unknown"]["market_cap_share"]) == (None, 0.0)
@@ -278,19 +349,30 @@ def test_market_distribution_tiers_and_shares(spark):
 
 def series(coin: str, prices: dict[int, float], ranks: dict[int, int] | None = None) -> list[dict]:
     """Silver rows of one coin at HOUR0 + h for each hour h given."""
-    return [dict(coin_id=coin, symbol=coin[:3], ingest_hour=HOUR0 + h * H, current_price=price,
-                 market_cap_rank=(ranks or {}).get(h)) for h, price in prices.items()]
+    return [
+        dict(
+            coin_id=coin,
+            symbol=coin[:3],
+            ingest_hour=HOUR0 + h * H,
+            current_price=price,
+            market_cap_rank=(ranks or {}).get(h),
+        )
+        for h, price in prices.items()
+    ]
 
 
 def test_price_volatility_by_hand(spark):
-    silver = silver_frame(spark, [
-        *series("gap", {0: 100.0, 1: 110.0, 2: 99.0, 4: 120.0}),
-        *series("edge", {0: 50.0, 1: 60.0, 2: 66.0, 24: 70.0}),
-    ])
-    got = by(collect(price_volatility(silver, HOUR0 + H, HOUR0 + 25 * H), GOLD_VOLATILITY),
-             "coin_id", "ingest_hour")
-    assert set(got) == {(c, HOUR0 + h * H) for c, h in
-                        [("gap", 1), ("gap", 2), ("gap", 4), ("edge", 1), ("edge", 2), ("edge", 24)]}
+    silver = silver_frame(
+        spark,
+        [
+            *series("gap", {0: 100.0, 1: 110.0, 2: 99.0, 4: 120.0}),
+            *series("edge", {0: 50.0, 1: 60.0, 2: 66.0, 24: 70.0}),
+        ],
+    )
+    got = by(collect(price_volatility(silver, HOUR0 + H, HOUR0 + 25 * H), GOLD_VOLATILITY), "coin_id", "ingest_hour")
+    assert set(got) == {
+        (c, HOUR0 + h * H) for c, h in [("gap", 1), ("gap", 2), ("gap", 4), ("edge", 1), ("edge", 2), ("edge", 24)]
+    }
 
     assert at(got, "gap", 1)["stddev_log_return"] is None  # a single return
     four = at(got, "gap", 4)  # H3 is missing, so H2 → H4 is no hourly return
@@ -306,16 +388,18 @@ def test_price_volatility_by_hand(spark):
 
 
 def test_market_trends_by_hand(spark):
-    silver = silver_frame(spark, [
-        *series("up", {h: float(h + 1) for h in range(30)}, ranks={5: 10, 29: 7}),
-        *series("down", {h: float(100 - h) for h in range(30)}),
-        *series("flat", {h: 5.0 for h in range(30)}),
-        *series("young", {h: float(h + 1) for h in range(20, 30)}),
-        *series("gappy", {0: 10.0, 2: 12.0, 28: 9.0, 29: 9.9}, ranks={29: 4}),
-        *series("week", {0: 40.0, 168: 50.0}),
-    ])
-    got = by(collect(market_trends(silver, HOUR0 + 29 * H, HOUR0 + 169 * H), GOLD_TRENDS),
-             "coin_id", "ingest_hour")
+    silver = silver_frame(
+        spark,
+        [
+            *series("up", {h: float(h + 1) for h in range(30)}, ranks={5: 10, 29: 7}),
+            *series("down", {h: float(100 - h) for h in range(30)}),
+            *series("flat", {h: 5.0 for h in range(30)}),
+            *series("young", {h: float(h + 1) for h in range(20, 30)}),
+            *series("gappy", {0: 10.0, 2: 12.0, 28: 9.0, 29: 9.9}, ranks={29: 4}),
+            *series("week", {0: 40.0, 168: 50.0}),
+        ],
+    )
+    got = by(collect(market_trends(silver, HOUR0 + 29 * H, HOUR0 + 169 * H), GOLD_TRENDS), "coin_id", "ingest_hour")
     assert len(got) == 6
 
     up = at(got, "up", 29)
@@ -337,8 +421,7 @@ def test_market_trends_by_hand(spark):
 
 def test_hourly_sums_do_not_depend_on_row_order(spark):
     """1e16 + 1 + 1 is 1e16 or 1e16 + 2 in doubles depending on the order: Gold fixes it."""
-    rows = [dict(coin_id=f"c{i}", ingest_hour=HOUR0, market_cap=cap)
-            for i, cap in enumerate([1e16, 1.0, 1.0])]
+    rows = [dict(coin_id=f"c{i}", ingest_hour=HOUR0, market_cap=cap) for i, cap in enumerate([1e16, 1.0, 1.0])]
     overviews = [market_overview(silver_frame(spark, ordered).repartition(3)) for ordered in (rows, rows[::-1])]
     totals = {collect(overview, GOLD_OVERVIEW)[0]["total_market_cap"] for overview in overviews}
     assert totals == {1e16 + 2}

@@ -17,10 +17,10 @@ import pytest
 import requests
 from dagster import DagsterInstance
 
-from support import settle_hour
-from services import free_port
 from crypto_assets.partitions import current_hour, partition_key
 from crypto_assets.simulator import Simulator
+from services import free_port
+from support import settle_hour
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
@@ -76,7 +76,15 @@ class Dagster:
         bin_dir = Path(sys.executable).parent
         port = self.url.rsplit(":", 1)[1]
         commands = {
-            "webserver": [str(bin_dir / "dagster-webserver"), "-m", "crypto_assets.definitions", "-h", "127.0.0.1", "-p", port],
+            "webserver": [
+                str(bin_dir / "dagster-webserver"),
+                "-m",
+                "crypto_assets.definitions",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                port,
+            ],
             "daemon": [str(bin_dir / "dagster-daemon"), "run", "-m", "crypto_assets.definitions"],
         }
         # Both processes would create a fresh instance's SQLite storage at the same moment and
@@ -103,12 +111,16 @@ class Dagster:
                 entries = self.graphql(query)["workspaceOrError"]["locationEntries"]
                 if entries and all(e["loadStatus"] == "LOADED" for e in entries):
                     kinds = {e["locationOrLoadError"]["__typename"] for e in entries}
-                    assert kinds == {"RepositoryLocation"}, f"code location failed to load:\n{self.log_tail('webserver')}"
+                    assert kinds == {"RepositoryLocation"}, (
+                        f"code location failed to load:\n{self.log_tail('webserver')}"
+                    )
                     return
             except requests.RequestException:
                 pass
             time.sleep(1)
-        raise AssertionError(f"the webserver did not load the code location in {timeout}s:\n{self.log_tail('webserver')}")
+        raise AssertionError(
+            f"the webserver did not load the code location in {timeout}s:\n{self.log_tail('webserver')}"
+        )
 
     def log_tail(self, name: str, chars: int = 3000) -> str:
         return self.logs[name].read_text(errors="replace")[-chars:]
@@ -174,7 +186,8 @@ def open_page(browser, url: str) -> None:
 
 def button(browser, text: str, timeout: float = 30):
     return WebDriverWait(browser, timeout).until(
-        EC.element_to_be_clickable((By.XPATH, f"//button[normalize-space(.)='{text}']")))
+        EC.element_to_be_clickable((By.XPATH, f"//button[normalize-space(.)='{text}']"))
+    )
 
 
 def test_the_catalog_lists_every_asset_of_the_graph(dagster, browser, shots):
@@ -194,8 +207,12 @@ def test_materialising_the_current_hour_from_the_ui_succeeds(dagster, browser, s
     dialog = WebDriverWait(browser, 30).until(EC.visibility_of_element_located((By.CSS_SELECTOR, "[role=dialog]")))
     assert f"materialize {len(EXPECTED_ASSETS)} assets" in dialog.text
     # The dialog opens before its partition picker has loaded the partitions: wait for the input.
-    partitions = WebDriverWait(dialog, 60).until(lambda d: next(iter(
-        d.find_elements(By.CSS_SELECTOR, "input[placeholder='No matching partitions'], input[type=text]")), None))
+    partitions = WebDriverWait(dialog, 60).until(
+        lambda d: next(
+            iter(d.find_elements(By.CSS_SELECTOR, "input[placeholder='No matching partitions'], input[type=text]")),
+            None,
+        )
+    )
     key = partition_key(current_hour())
     partitions.click()
     partitions.send_keys(key, Keys.ENTER)
@@ -205,8 +222,11 @@ def test_materialising_the_current_hour_from_the_ui_succeeds(dagster, browser, s
 
     run = wait_for_run(dagster, key)
     open_page(browser, f"{dagster.url}/runs/{run['runId']}")
-    WebDriverWait(browser, 30).until(EC.presence_of_element_located(
-        (By.XPATH, "//*[normalize-space(.)='RUN_SUCCESS' or normalize-space(.)='RUN_FAILURE']")))
+    WebDriverWait(browser, 30).until(
+        EC.presence_of_element_located(
+            (By.XPATH, "//*[normalize-space(.)='RUN_SUCCESS' or normalize-space(.)='RUN_FAILURE']")
+        )
+    )
     screenshot = shots / "run.png"
     browser.save_screenshot(str(screenshot))
     print(f"\nscreenshot of the run: {screenshot}")
@@ -215,8 +235,11 @@ def test_materialising_the_current_hour_from_the_ui_succeeds(dagster, browser, s
 
     # Gold's chart is an image on the asset page.
     open_page(browser, f"{dagster.url}/assets/aggregated_data/gold_market_distribution")
-    show = WebDriverWait(browser, 30).until(EC.presence_of_element_located(
-        (By.XPATH, "//tr[.//*[normalize-space(.)='chart']]//a[normalize-space(.)='[Show Markdown]']")))
+    show = WebDriverWait(browser, 30).until(
+        EC.presence_of_element_located(
+            (By.XPATH, "//tr[.//*[normalize-space(.)='chart']]//a[normalize-space(.)='[Show Markdown]']")
+        )
+    )
     browser.execute_script("arguments[0].scrollIntoView()", show)
     show.click()
     image = WebDriverWait(browser, 30).until(EC.visibility_of_element_located((By.CSS_SELECTOR, "[role=dialog] img")))
@@ -237,8 +260,9 @@ def wait_for_run(dagster: Dagster, key: str) -> dict:
             if run["status"] in TERMINAL:
                 return run
         time.sleep(2)
-    raise AssertionError(f"no finished run of {key} within {RUN_TIMEOUT_SECONDS}s (last: {run}):\n"
-                         f"{dagster.log_tail('daemon')}")
+    raise AssertionError(
+        f"no finished run of {key} within {RUN_TIMEOUT_SECONDS}s (last: {run}):\n{dagster.log_tail('daemon')}"
+    )
 
 
 def failure_report(dagster: Dagster, run: dict) -> str:

@@ -16,8 +16,8 @@ import pytest
 
 from crypto_assets import star_schema as star
 from crypto_assets.resources.warehouse import WarehouseError, WarehouseResource
-from support import MARIADB_SERVER, POSTGRES_SERVER, dump, mariadb_schemas, postgres_database, query
 from crypto_assets.tables import GOLD_DISTRIBUTION, GOLD_OVERVIEW, GOLD_TRENDS, GOLD_VOLATILITY, SILVER
+from support import MARIADB_SERVER, POSTGRES_SERVER, dump, mariadb_schemas, postgres_database, query
 
 H0 = datetime(2026, 3, 2, 0, tzinfo=timezone.utc)  # a Monday
 
@@ -48,13 +48,28 @@ def silver(hours, coins=COINS, names=identity, **extra) -> pa.Table:
         price = 100.0 * (n + 1) + h
         records.append(
             {
-                "coin_id": coin_id, "symbol": symbol, "name": name, "vs_currency": "usd",
-                "market_cap_rank": n + 1, "current_price": price, "market_cap": price * 1e9,
-                "total_volume": price * 1e7, "high_24h": price + 1, "low_24h": price - 1,
-                "price_change_percentage_24h": (h % 3) - 1.0, "circulating_supply": 1e6,
-                "max_supply": None, "is_high_volume": n % 2 == 0, "is_stale": False,
-                "source": "snapshot", "last_updated": hour(h), "ingest_hour": hour(h),
-                "ingest_date": hour(h).date().isoformat(), "capture_id": f"c{h}", "page": 1, "position": n,
+                "coin_id": coin_id,
+                "symbol": symbol,
+                "name": name,
+                "vs_currency": "usd",
+                "market_cap_rank": n + 1,
+                "current_price": price,
+                "market_cap": price * 1e9,
+                "total_volume": price * 1e7,
+                "high_24h": price + 1,
+                "low_24h": price - 1,
+                "price_change_percentage_24h": (h % 3) - 1.0,
+                "circulating_supply": 1e6,
+                "max_supply": None,
+                "is_high_volume": n % 2 == 0,
+                "is_stale": False,
+                "source": "snapshot",
+                "last_updated": hour(h),
+                "ingest_hour": hour(h),
+                "ingest_date": hour(h).date().isoformat(),
+                "capture_id": f"c{h}",
+                "page": 1,
+                "position": n,
                 "ingested_at": hour(h) + timedelta(minutes=5),
             }
         )
@@ -72,16 +87,51 @@ def gold(snapshot: pa.Table) -> dict[str, pa.Table]:
     for h, coins in per_hour.items():
         common = {"ingest_hour": h, "ingest_date": h.date().isoformat()}
         total = sum(c["market_cap"] for c in coins)
-        overview.append({**window, **common, "vs_currency": "usd", "coins_tracked": len(coins), "total_market_cap": total,
-                         "total_volume": sum(c["total_volume"] for c in coins), "advancers": 1, "decliners": 1, "unchanged": 0})
-        distribution.append({**common, "market_cap_tier": "mega", "tier_order": 1, "coin_count": len(coins),
-                             "total_market_cap": total, "market_cap_share": 1.0})
+        overview.append(
+            {
+                **window,
+                **common,
+                "vs_currency": "usd",
+                "coins_tracked": len(coins),
+                "total_market_cap": total,
+                "total_volume": sum(c["total_volume"] for c in coins),
+                "advancers": 1,
+                "decliners": 1,
+                "unchanged": 0,
+            }
+        )
+        distribution.append(
+            {
+                **common,
+                "market_cap_tier": "mega",
+                "tier_order": 1,
+                "coin_count": len(coins),
+                "total_market_cap": total,
+                "market_cap_share": 1.0,
+            }
+        )
         for c in coins:
             base = {**common, "coin_id": c["coin_id"], "symbol": c["symbol"]}
-            volatility.append({**base, "observations": 1, "avg_price": c["current_price"], "min_price": c["current_price"],
-                               "max_price": c["current_price"], "price_range_pct": 0.0})
-            trends.append({**base, "current_price": c["current_price"], "ma_24h": c["current_price"], "trend": "up",
-                           "market_cap_rank": c["market_cap_rank"], "rank_change_24h": 0})
+            volatility.append(
+                {
+                    **base,
+                    "observations": 1,
+                    "avg_price": c["current_price"],
+                    "min_price": c["current_price"],
+                    "max_price": c["current_price"],
+                    "price_range_pct": 0.0,
+                }
+            )
+            trends.append(
+                {
+                    **base,
+                    "current_price": c["current_price"],
+                    "ma_24h": c["current_price"],
+                    "trend": "up",
+                    "market_cap_rank": c["market_cap_rank"],
+                    "rank_change_24h": 0,
+                }
+            )
     return {
         GOLD_OVERVIEW.name: pa.Table.from_pylist(overview, schema=GOLD_OVERVIEW.arrow_schema),
         GOLD_DISTRIBUTION.name: pa.Table.from_pylist(distribution, schema=GOLD_DISTRIBUTION.arrow_schema),
@@ -136,8 +186,11 @@ def wh(request, tmp_path) -> WarehouseResource:
     if request.param == "sqlite":
         return WarehouseResource(odbc_connection_string=f"DRIVER={{SQLite3}};Database={tmp_path}/wh.sqlite;BigInt=1")
     if request.param == "mariadb":
-        return WarehouseResource(odbc_connection_string=MARIADB_SERVER, schema_name=request.getfixturevalue("mariadb")(),
-                                 reader_role=f"crypto_reader_t{os.getpid()}")
+        return WarehouseResource(
+            odbc_connection_string=MARIADB_SERVER,
+            schema_name=request.getfixturevalue("mariadb")(),
+            reader_role=f"crypto_reader_t{os.getpid()}",
+        )
     database, role = request.getfixturevalue("pg_database")
     return WarehouseResource(
         odbc_connection_string=f"{POSTGRES_SERVER};DATABASE={database}",
@@ -180,11 +233,16 @@ def test_schema_created_and_loaded(wh):
     assert wh.window_counts(hour(0), hour(3))["fact_market_distribution"] == 3
     assert wh.window_counts(hour(3), hour(5))["fact_market_snapshot"] == 0
     assert query(wh, "SELECT version FROM {schema_version}") == [(1,)]
-    assert query(wh, "SELECT time_key, date, hour, weekday, week, month, quarter, year FROM {dim_time} ORDER BY 1")[1][:1] == (2026030201,)
+    assert query(wh, "SELECT time_key, date, hour, weekday, week, month, quarter, year FROM {dim_time} ORDER BY 1")[1][
+        :1
+    ] == (2026030201,)
     row = query(wh, "SELECT weekday, week, quarter, hour FROM {dim_time} WHERE time_key = ?", 2026030201)[0]
     assert row == (1, 10, 1, 1)
-    price = query(wh, "SELECT current_price, is_high_volume FROM {fact_market_snapshot} f JOIN {dim_coin} c "
-                      "ON c.coin_key = f.coin_key WHERE c.coin_id = 'bitcoin' AND time_key = 2026030202")
+    price = query(
+        wh,
+        "SELECT current_price, is_high_volume FROM {fact_market_snapshot} f JOIN {dim_coin} c "
+        "ON c.coin_key = f.coin_key WHERE c.coin_id = 'bitcoin' AND time_key = 2026030202",
+    )
     assert price == [(202.0, False)]  # bitcoin is the second coin id
     assert len(query(wh, "SELECT * FROM {v_daily_coin_summary}")) == 4
 
@@ -205,10 +263,16 @@ def test_reload_same_window_changes_nothing(wh):
 def test_scd2_rename_in_order(wh):
     for start in range(0, 6, 2):
         load(wh, start, start + 2)
-    versions = query(wh, "SELECT coin_key, coin_id, name, valid_from, valid_to, is_current FROM {dim_coin} ORDER BY coin_key")
+    versions = query(
+        wh, "SELECT coin_key, coin_id, name, valid_from, valid_to, is_current FROM {dim_coin} ORDER BY coin_key"
+    )
     assert [(k, c, n) for k, c, n, *_ in versions] == [
-        (1, "binancecoin", "Binance Coin"), (2, "bitcoin", "Bitcoin"), (3, "ethereum", "Ethereum"),
-        (4, "usd-coin", "USD Coin"), (5, "binancecoin", "BNB"), (6, "usd-coin", "USDC"),
+        (1, "binancecoin", "Binance Coin"),
+        (2, "bitcoin", "Bitcoin"),
+        (3, "ethereum", "Ethereum"),
+        (4, "usd-coin", "USD Coin"),
+        (5, "binancecoin", "BNB"),
+        (6, "usd-coin", "USDC"),
     ]
     naive = {k: (vf, vt, bool(cur)) for k, _, _, vf, vt, cur in versions}
     assert naive[1] == (hour(0).replace(tzinfo=None), hour(3).replace(tzinfo=None), False)
@@ -239,8 +303,15 @@ def test_scd2_temporary_rename_loaded_late_splits_the_version(wh):
     load(wh, 4, 6)
     load(wh, 2, 4, names=renamed_in_hour_2_3)  # lands inside ethereum's loaded version
     assert_versions_valid(wh, renamed_in_hour_2_3)
-    eth = query(wh, "SELECT name, valid_from, valid_to, is_current FROM {dim_coin} WHERE coin_id = 'ethereum' ORDER BY valid_from")
-    assert [(n, bool(c)) for n, _, _, c in eth] == [("Ethereum", False), ("Ether (temporary)", False), ("Ethereum", True)]
+    eth = query(
+        wh,
+        "SELECT name, valid_from, valid_to, is_current FROM {dim_coin} WHERE coin_id = 'ethereum' ORDER BY valid_from",
+    )
+    assert [(n, bool(c)) for n, _, _, c in eth] == [
+        ("Ethereum", False),
+        ("Ether (temporary)", False),
+        ("Ethereum", True),
+    ]
     before = dump(wh)
     load(wh, 2, 4, names=renamed_in_hour_2_3)
     assert dump(wh) == before
@@ -275,7 +346,7 @@ HOSTILE = {
     "bitcoin": ("btc'--", "'); DROP TABLE crypto_dim_coin;--"),
     "ethereum": ('e"th', 'Robert"); DELETE FROM x; -- 🚀'),
     "binancecoin": ("b\\nb", "名前 with ümlauts 🌕🌕"),
-    "usd-coin": ("NULL", "L" + "o" * 5000 + "ng {a,b} \\\" NULL"),  # array-literal syntax is data too
+    "usd-coin": ("NULL", "L" + "o" * 5000 + 'ng {a,b} \\" NULL'),  # array-literal syntax is data too
 }
 
 
@@ -301,7 +372,7 @@ def test_additive_evolution(wh):
     assert query(wh, "SELECT DISTINCT new_metric FROM {fact_market_snapshot} WHERE time_key >= 2026030202") == [(1.5,)]
     assert query(wh, "SELECT COUNT(*) FROM {fact_market_snapshot} WHERE new_metric IS NULL") == [(8,)]
     assert query(wh, "SELECT MAX(rsi_14h) FROM {fact_market_trends}") == [(7,)]
-    assert [v for v, in query(wh, "SELECT version FROM {schema_version} ORDER BY version")] == [1, 2]
+    assert [v for (v,) in query(wh, "SELECT version FROM {schema_version} ORDER BY version")] == [1, 2]
     load(wh, 0, 2)  # older input without the new columns still loads
     assert wh.table_counts()["fact_market_snapshot"] == 16
 
@@ -310,7 +381,9 @@ def test_rollback_keeps_previous_window(wh):
     load(wh, 0, 4)
     before = dump(wh)
     coins = {**COINS, "newcoin": (("new", "New"), None, None)}
-    snapshot = silver(range(0, 4), coins=coins, names=lambda c, h: ("zzz", "Renamed") if c == "bitcoin" else coins[c][0])
+    snapshot = silver(
+        range(0, 4), coins=coins, names=lambda c, h: ("zzz", "Renamed") if c == "bitcoin" else coins[c][0]
+    )
     golds = gold(snapshot)
     trends = golds[GOLD_TRENDS.name]
     golds[GOLD_TRENDS.name] = pa.concat_tables([trends, trends.slice(0, 1)])  # duplicate key: fails late
@@ -329,7 +402,9 @@ def test_rows_outside_window_are_refused(wh):
 
 
 def test_missing_driver_lists_installed_drivers():
-    wh = WarehouseResource(odbc_connection_string="DRIVER={ODBC Driver 18 for SQL Server};SERVER=x;UID=sa;PWD=Sup3rSecret!")
+    wh = WarehouseResource(
+        odbc_connection_string="DRIVER={ODBC Driver 18 for SQL Server};SERVER=x;UID=sa;PWD=Sup3rSecret!"
+    )
     with pytest.raises(WarehouseError) as error:
         wh.table_counts()
     message = str(error.value)
@@ -342,7 +417,9 @@ def test_unknown_driver_is_a_clear_error():
 
 
 def test_unreachable_server(pg_database):
-    wh = WarehouseResource(odbc_connection_string=f"{POSTGRES_SERVER.replace('5432', '1')};DATABASE=x;PWD=hunter2secret")
+    wh = WarehouseResource(
+        odbc_connection_string=f"{POSTGRES_SERVER.replace('5432', '1')};DATABASE=x;PWD=hunter2secret"
+    )
     with pytest.raises(WarehouseError) as error:
         wh.table_counts()
     message = str(error.value)
@@ -369,13 +446,21 @@ def test_permission_error_is_clear(pg_database):
 
 def test_reader_role(pg_database, caplog):
     database, role = pg_database
-    owner = WarehouseResource(odbc_connection_string=f"{POSTGRES_SERVER};DATABASE={database}", schema_name="granted", reader_role=role)
+    owner = WarehouseResource(
+        odbc_connection_string=f"{POSTGRES_SERVER};DATABASE={database}", schema_name="granted", reader_role=role
+    )
     load(owner, 0, 1)
-    grants = query(owner, "SELECT privilege_type FROM information_schema.role_table_grants "
-                          "WHERE grantee = ? AND table_schema = 'granted' AND table_name = 'dim_coin'", role)
+    grants = query(
+        owner,
+        "SELECT privilege_type FROM information_schema.role_table_grants "
+        "WHERE grantee = ? AND table_schema = 'granted' AND table_name = 'dim_coin'",
+        role,
+    )
     assert grants == [("SELECT",)]
     conn = login_role(database, "crypto_wh_maker", f"GRANT CREATE ON DATABASE {database} TO crypto_wh_maker")
-    maker = WarehouseResource(odbc_connection_string=conn, schema_name="made", reader_role="crypto_reader_never_created")
+    maker = WarehouseResource(
+        odbc_connection_string=conn, schema_name="made", reader_role="crypto_reader_never_created"
+    )
     caplog.set_level("INFO", logger="dagster.builtin.crypto_assets.warehouse")
     assert load(maker, 0, 1)["fact_market_snapshot"] == 4  # loads without the right to create roles
     assert "crypto_reader_never_created not set up" in caplog.text
@@ -434,7 +519,9 @@ def test_tsql_load_path(monkeypatch):
     wh = WarehouseResource(odbc_connection_string=MSSQL)
     written = wh.load_window(snapshot, gold(snapshot), hour(0), hour(40))
     assert written["fact_market_snapshot"] == 160
-    inserts = [(sql, n) for sql, n in recorder.statements if sql.startswith("INSERT INTO [crypto].[fact_market_snapshot]")]
+    inserts = [
+        (sql, n) for sql, n in recorder.statements if sql.startswith("INSERT INTO [crypto].[fact_market_snapshot]")
+    ]
     assert len(inserts) == 2 and all(n <= 2100 for _, n in inserts)
     assert inserts[0][0].count("(?") == 2099 // 16 and inserts[0][0].endswith(");")
     assert all(n <= 2100 and sql.count("), (") < 1000 for sql, n in recorder.statements)

@@ -17,7 +17,6 @@ window. CoinGecko calls run in the ``coingecko`` concurrency pool: one capture a
 the instance's runs.
 """
 
-
 import json
 import time
 from dataclasses import dataclass
@@ -33,7 +32,15 @@ from crypto_assets.assets.checks import Check, audit, specs
 from crypto_assets.assets.common import BACKFILL_POLICY, run_window, table_metadata
 from crypto_assets.capture_log import Appended, append_capture_parts, unfinished_captures
 from crypto_assets.captures import Capture, history_landing, land_snapshot
-from crypto_assets.partitions import HOUR, current_hour, hour_label, hours_in, hourly_partitions, window_label, window_slices
+from crypto_assets.partitions import (
+    HOUR,
+    current_hour,
+    hour_label,
+    hourly_partitions,
+    hours_in,
+    window_label,
+    window_slices,
+)
 from crypto_assets.resources.coingecko import CoinGeckoError, CoinGeckoResource
 from crypto_assets.resources.lakehouse import LakehouseResource, rows_per_hour
 from crypto_assets.tables import BRONZE
@@ -80,15 +87,27 @@ def history_universe(lakehouse: LakehouseResource, fresh_snapshot, client, limit
         newest = pc.max(snapshot_hours).as_py()
         rows = lakehouse.read_window_arrow(BRONZE, newest, newest + HOUR)
         rows = rows.filter(pc.equal(rows.column("source"), "snapshot")).sort_by(
-            [("capture_id", "descending"), ("page", "ascending"), ("position", "ascending")])
+            [("capture_id", "descending"), ("page", "ascending"), ("position", "ascending")]
+        )
         records = (json.loads(text) for text in rows.column("record_json").to_pylist())
         return unique_coins(records, limit), f"Bronze snapshot of {hour_label(newest)}", []
     markets = client.markets(limit)
-    return unique_coins((r for _, _, r in markets.records), limit), "/coins/markets now (no snapshot in Bronze)", markets.pages
+    return (
+        unique_coins((r for _, _, r in markets.records), limit),
+        "/coins/markets now (no snapshot in Bronze)",
+        markets.pages,
+    )
 
 
-def capture_history(context, client, lakehouse: LakehouseResource, snapshot, hours: list[datetime],
-                    coingecko: CoinGeckoResource, run_id: str) -> tuple[Capture, list[str], dict]:
+def capture_history(
+    context,
+    client,
+    lakehouse: LakehouseResource,
+    snapshot,
+    hours: list[datetime],
+    coingecko: CoinGeckoResource,
+    run_id: str,
+) -> tuple[Capture, list[str], dict]:
     """Past hours never captured, from each coin's history fetched once for all of ``hours``,
     each coin's chunks landed as they arrive (the capture exists once its manifest is written).
 
@@ -107,7 +126,9 @@ def capture_history(context, client, lakehouse: LakehouseResource, snapshot, hou
             if error.status != 404:
                 raise
             not_found.append(coin["id"])
-            context.log.warning("history: CoinGecko does not know coin %r (404, delisted?): its hours are a gap", coin["id"])
+            context.log.warning(
+                "history: CoinGecko does not know coin %r (404, delisted?): its hours are a gap", coin["id"]
+            )
         else:
             landing.add_coin(number, coin, history.pages)
         if (number + 1) % 50 == 0 or number + 1 == len(coins):
@@ -133,23 +154,34 @@ class BronzeWindow:
 
 
 def duplicate_ids(rows: pa.Table) -> list[str]:
-    """"hour coin" of every coin found twice in one capture of an hour (``rows``: ingest_hour,
+    """ "hour coin" of every coin found twice in one capture of an hour (``rows``: ingest_hour,
     capture_id, coin_id)."""
-    counts = rows.filter(pc.is_valid(rows.column("coin_id"))).group_by(["ingest_hour", "capture_id", "coin_id"]).aggregate(
-        [([], "count_all")])
+    counts = (
+        rows.filter(pc.is_valid(rows.column("coin_id")))
+        .group_by(["ingest_hour", "capture_id", "coin_id"])
+        .aggregate([([], "count_all")])
+    )
     twice = counts.filter(pc.greater(counts.column("count_all"), 1))
-    return sorted({f"{hour_label(hour)} {coin}" for hour, coin in
-                   zip(twice.column("ingest_hour").to_pylist(), twice.column("coin_id").to_pylist())})
+    return sorted(
+        {
+            f"{hour_label(hour)} {coin}"
+            for hour, coin in zip(twice.column("ingest_hour").to_pylist(), twice.column("coin_id").to_pylist())
+        }
+    )
 
 
-def window_summary(lakehouse: LakehouseResource, start: datetime, end: datetime) -> tuple[dict[str, int], list[str], set[str]]:
+def window_summary(
+    lakehouse: LakehouseResource, start: datetime, end: datetime
+) -> tuple[dict[str, int], list[str], set[str]]:
     """Rows per hour, duplicate ids and capture ids of Bronze's [start, end), read a slice at a
     time (a year of Bronze does not fit in memory at once)."""
     per_hour: dict[str, int] = {}
     duplicates: list[str] = []
     capture_ids: set[str] = set()
     for slice_start, slice_end in window_slices(start, end, lakehouse.slice_hours):
-        rows = lakehouse.read_window_arrow(BRONZE, slice_start, slice_end, columns=["ingest_hour", "capture_id", "coin_id"])
+        rows = lakehouse.read_window_arrow(
+            BRONZE, slice_start, slice_end, columns=["ingest_hour", "capture_id", "coin_id"]
+        )
         per_hour.update(rows_per_hour(rows, slice_start, slice_end))
         duplicates += duplicate_ids(rows)
         capture_ids.update(pc.unique(rows.column("capture_id")).to_pylist())
@@ -158,12 +190,17 @@ def window_summary(lakehouse: LakehouseResource, start: datetime, end: datetime)
 
 def _hours_captured(window: BronzeWindow) -> tuple[bool, dict]:
     empty = [label for label, count in window.rows_per_hour.items() if count == 0]
-    return not empty, {"empty_hours": MetadataValue.json(empty),
-                       "history_hours_without_points": MetadataValue.json(window.missing_points)}
+    return not empty, {
+        "empty_hours": MetadataValue.json(empty),
+        "history_hours_without_points": MetadataValue.json(window.missing_points),
+    }
 
 
 def _no_duplicate_ids(window: BronzeWindow) -> tuple[bool, dict]:
-    return not window.duplicates, {"duplicates": MetadataValue.json(window.duplicates[:50]), "count": len(window.duplicates)}
+    return not window.duplicates, {
+        "duplicates": MetadataValue.json(window.duplicates[:50]),
+        "count": len(window.duplicates),
+    }
 
 
 def _no_schema_drift(window: BronzeWindow) -> tuple[bool, dict]:
@@ -173,8 +210,14 @@ def _no_schema_drift(window: BronzeWindow) -> tuple[bool, dict]:
 
 CHECKS = (
     Check("hours_captured", "Every hour of the window has records (history gaps are named).", _hours_captured),
-    Check("no_duplicate_ids", "No coin twice in one capture of an hour (ranks shifting while paging).", _no_duplicate_ids),
-    Check("no_schema_drift", "Snapshot records carry only fields we know (new ones stay in record_json).", _no_schema_drift),
+    Check(
+        "no_duplicate_ids", "No coin twice in one capture of an hour (ranks shifting while paging).", _no_duplicate_ids
+    ),
+    Check(
+        "no_schema_drift",
+        "Snapshot records carry only fields we know (new ones stay in record_json).",
+        _no_schema_drift,
+    ),
 )
 
 
@@ -207,16 +250,26 @@ def bronze_coingecko_markets(
     appended = Appended()
     for capture in unfinished:
         append_capture_parts(lakehouse, capture, run_id, appended)
-        context.log.warning("Bronze: capture %s was landed by run %s but not committed; committed it now",
-                            capture.capture_id, capture.manifest["run_id"])
-    captured_hours = set(pc.unique(lakehouse.read_window_arrow(BRONZE, start, end, columns=["ingest_hour"])
-                                   .column("ingest_hour")).to_pylist())
+        context.log.warning(
+            "Bronze: capture %s was landed by run %s but not committed; committed it now",
+            capture.capture_id,
+            capture.manifest["run_id"],
+        )
+    captured_hours = set(
+        pc.unique(
+            lakehouse.read_window_arrow(BRONZE, start, end, columns=["ingest_hour"]).column("ingest_hour")
+        ).to_pylist()
+    )
     reuse = [] if config.refetch else [hour for hour in hours if hour in captured_hours]
     snapshot_hours = [hour for hour in hours if hour == now_hour and hour not in reuse]
     history_hours = [hour for hour in hours if hour < now_hour and hour not in reuse]
     context.log.info(
         "Bronze %s: %d hours re-used, %d snapshot, %d from history, %d landed captures recovered",
-        window_label(start, end), len(reuse), len(snapshot_hours), len(history_hours), len(unfinished),
+        window_label(start, end),
+        len(reuse),
+        len(snapshot_hours),
+        len(history_hours),
+        len(unfinished),
     )
 
     # Fetch and land (bodies as they arrive, each capture's manifest last), then append.
@@ -244,7 +297,9 @@ def bronze_coingecko_markets(
         metadata.update(history_metadata)
     metadata["fetch_seconds"] = round(time.monotonic() - fetch_started, 3)
     for capture in captures:
-        context.log.info("landed %d files in %s", len(capture.manifest["files"]), lakehouse.landing.uri_of(capture.capture_id))
+        context.log.info(
+            "landed %d files in %s", len(capture.manifest["files"]), lakehouse.landing.uri_of(capture.capture_id)
+        )
     crashpoints.reached("bronze.landed")
 
     for capture in captures:
@@ -266,7 +321,12 @@ def bronze_coingecko_markets(
         captures_added=MetadataValue.json([capture.capture_id for capture in captures]),
         captures_recovered=MetadataValue.json([capture.capture_id for capture in unfinished]),
         captures_in_window=len(capture_ids),
-        **table_metadata(BRONZE, lakehouse, lakehouse.table_version(BRONZE), per_hour,
-                         lakehouse.read_window_arrow(BRONZE, end - HOUR, end)),
+        **table_metadata(
+            BRONZE,
+            lakehouse,
+            lakehouse.table_version(BRONZE),
+            per_hour,
+            lakehouse.read_window_arrow(BRONZE, end - HOUR, end),
+        ),
     )
     return MaterializeResult(metadata=metadata, check_results=audit(BRONZE.asset_key, CHECKS, window))

@@ -75,8 +75,15 @@ def merge_slices(per_slice: list[list[AssetCheckResult]]) -> list[AssetCheckResu
         first = results[0]
         keys = list(dict.fromkeys(key for result in results for key in result.metadata))
         metadata = {key: _merge([r.metadata[key] for r in results if key in r.metadata]) for key in keys}
-        merged.append(AssetCheckResult(asset_key=first.asset_key, check_name=first.check_name, severity=first.severity,
-                                       passed=all(r.passed for r in results), metadata=metadata))
+        merged.append(
+            AssetCheckResult(
+                asset_key=first.asset_key,
+                check_name=first.check_name,
+                severity=first.severity,
+                passed=all(r.passed for r in results),
+                metadata=metadata,
+            )
+        )
     return merged
 
 
@@ -91,7 +98,10 @@ def refuse_publication(results: list[AssetCheckResult], failed: list[str], what:
 
 
 def publish_in_slices(
-    what: str, start: datetime, end: datetime, slice_hours: int,
+    what: str,
+    start: datetime,
+    end: datetime,
+    slice_hours: int,
     plan_and_commit: Callable[[datetime, datetime], tuple[Any, list[AssetCheckResult], Any]],
     on_committed: Callable[[str, Any, Any], None],
 ) -> Generator[AssetCheckResult, None, list[AssetCheckResult]]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+
 import pyarrow as pa
 from dagster import AssetExecutionContext, BackfillPolicy, FreshnessPolicy, MetadataValue, TableColumn, TableSchema
 
@@ -59,8 +60,9 @@ def merged_rows_per_hour(written) -> dict[str, int]:
     return {hour: n for result in written for hour, n in result.rows_per_hour.items()}
 
 
-def table_metadata(table: LakeTable, lakehouse: LakehouseResource, version, rows_per_hour: dict[str, int],
-                   preview: pa.Table) -> dict:
+def table_metadata(
+    table: LakeTable, lakehouse: LakehouseResource, version, rows_per_hour: dict[str, int], preview: pa.Table
+) -> dict:
     """The metadata every table asset reports: where, which version, how many rows, a preview."""
     return {
         "table": table.path,

@@ -9,7 +9,6 @@ up to B + lookback, as far as Silver exists — are recomputed in the same run
 rows before its commit.
 """
 
-
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -100,16 +99,38 @@ class GoldTable:
 
 
 GOLD = (
-    GoldTable(GOLD_OVERVIEW, lambda silver, start, end: transforms.market_overview(silver), checks=(
-        Check("totals_match_silver", "Coins, market cap and volume equal Silver's sums per hour.",
-              _totals_match_silver, blocking=True),)),
-    GoldTable(GOLD_DISTRIBUTION, lambda silver, start, end: transforms.market_distribution(silver), checks=(
-        Check("shares_sum_to_one", "Market-cap shares of the tiers sum to 1 in every hour with a market cap.",
-              _shares_sum_to_one, blocking=True),),
-        chart=lambda rows: charts.chart_metadata(charts.distribution_chart(rows), "market distribution")),
+    GoldTable(
+        GOLD_OVERVIEW,
+        lambda silver, start, end: transforms.market_overview(silver),
+        checks=(
+            Check(
+                "totals_match_silver",
+                "Coins, market cap and volume equal Silver's sums per hour.",
+                _totals_match_silver,
+                blocking=True,
+            ),
+        ),
+    ),
+    GoldTable(
+        GOLD_DISTRIBUTION,
+        lambda silver, start, end: transforms.market_distribution(silver),
+        checks=(
+            Check(
+                "shares_sum_to_one",
+                "Market-cap shares of the tiers sum to 1 in every hour with a market cap.",
+                _shares_sum_to_one,
+                blocking=True,
+            ),
+        ),
+        chart=lambda rows: charts.chart_metadata(charts.distribution_chart(rows), "market distribution"),
+    ),
     GoldTable(GOLD_VOLATILITY, transforms.price_volatility, transforms.VOLATILITY_LOOKBACK_HOURS),
-    GoldTable(GOLD_TRENDS, transforms.market_trends, transforms.TRENDS_LOOKBACK_HOURS,
-              chart=lambda rows: charts.chart_metadata(charts.movers_chart(rows), "top movers")),
+    GoldTable(
+        GOLD_TRENDS,
+        transforms.market_trends,
+        transforms.TRENDS_LOOKBACK_HOURS,
+        chart=lambda rows: charts.chart_metadata(charts.movers_chart(rows), "top movers"),
+    ),
 )
 MAX_LOOKBACK_HOURS = max(gold.lookback_hours for gold in GOLD)
 
@@ -145,8 +166,9 @@ def _materialize(context: AssetExecutionContext, spark: SparkResource, lakehouse
         chart_rows[:] = [window.rows]  # the charts and the preview show the newest slice
         context.log.info("%s: %d rows", label, written.rows)
 
-    results = yield from publish_in_slices(gold.table.path, write_start, write_end, lakehouse.slice_hours,
-                                           plan_and_commit, on_committed)
+    results = yield from publish_in_slices(
+        gold.table.path, write_start, write_end, lakehouse.slice_hours, plan_and_commit, on_committed
+    )
     later = int((write_end - end) / HOUR)
     if later:
         context.log.info("%s: %d later hours recomputed (they read the hours of this run)", gold.table.path, later)
@@ -159,8 +181,12 @@ def _materialize(context: AssetExecutionContext, spark: SparkResource, lakehouse
 
 
 def _gold_asset(gold: GoldTable):
-    silver_dep = AssetDep(SILVER.asset_key, partition_mapping=TimeWindowPartitionMapping(
-        start_offset=-gold.lookback_hours, allow_nonexistent_upstream_partitions=True))
+    silver_dep = AssetDep(
+        SILVER.asset_key,
+        partition_mapping=TimeWindowPartitionMapping(
+            start_offset=-gold.lookback_hours, allow_nonexistent_upstream_partitions=True
+        ),
+    )
 
     @asset(
         name=gold.table.name,

@@ -6,7 +6,6 @@ check). Write, audit, publish: the window is computed and checked first; only if
 check passes are Silver and the quarantine committed, each on the snapshot it was planned on.
 """
 
-
 import statistics
 from collections import Counter
 from dataclasses import dataclass
@@ -68,10 +67,22 @@ def stablecoin_peg_breaks(silver: pa.Table) -> dict[str, float]:
 
 
 # Silver columns carried over from Bronze's own columns; every other one is parsed from record_json.
-_BRONZE_COLUMNS = {"coin_id", "vs_currency", "source", "capture_id", "page", "position", "ingested_at", "ingest_hour", "ingest_date"}
+_BRONZE_COLUMNS = {
+    "coin_id",
+    "vs_currency",
+    "source",
+    "capture_id",
+    "page",
+    "position",
+    "ingested_at",
+    "ingest_hour",
+    "ingest_date",
+}
 COLUMN_LINEAGE = TableColumnLineage(
     deps_by_column={
-        name: [TableColumnDep(asset_key=BRONZE.asset_key, column_name=name if name in _BRONZE_COLUMNS else "record_json")]
+        name: [
+            TableColumnDep(asset_key=BRONZE.asset_key, column_name=name if name in _BRONZE_COLUMNS else "record_json")
+        ]
         for name in SILVER.arrow_schema.names
     }
 )
@@ -108,23 +119,29 @@ def _accounts_for_bronze(window: SilverWindow) -> tuple[bool, dict]:
         for hour, n in window.bronze_per_hour.items()
         if n != silver[hour] + quarantine[hour] + window.superseded_per_hour.get(hour, 0)
     }  # fmt: skip
-    return not unaccounted, {"hours_not_accounted": MetadataValue.json(unaccounted),
-                             "superseded_per_hour": MetadataValue.json(window.superseded_per_hour)}
+    return not unaccounted, {
+        "hours_not_accounted": MetadataValue.json(unaccounted),
+        "superseded_per_hour": MetadataValue.json(window.superseded_per_hour),
+    }
 
 
 def _unique_coin_hour(window: SilverWindow) -> tuple[bool, dict]:
     keys = window.silver.group_by(["coin_id", "ingest_hour"]).aggregate([([], "count_all")])
     twice = keys.filter(pc.greater(keys.column("count_all"), 1))
-    repeated = sorted(f"{hour_label(hour)} {coin}" for coin, hour in
-                      zip(twice.column("coin_id").to_pylist(), twice.column("ingest_hour").to_pylist()))
+    repeated = sorted(
+        f"{hour_label(hour)} {coin}"
+        for coin, hour in zip(twice.column("coin_id").to_pylist(), twice.column("ingest_hour").to_pylist())
+    )
     return not repeated, {"repeated": MetadataValue.json(repeated[:50]), "count": len(repeated)}
 
 
 def _keys_and_price_valid(window: SilverWindow) -> tuple[bool, dict]:
     silver = window.silver
     price = silver.column("current_price")
-    bad = pc.or_kleene(pc.or_kleene(pc.is_null(silver.column("coin_id")), pc.is_null(silver.column("ingest_hour"))),
-                       pc.fill_null(pc.less_equal(price, 0), True))
+    bad = pc.or_kleene(
+        pc.or_kleene(pc.is_null(silver.column("coin_id")), pc.is_null(silver.column("ingest_hour"))),
+        pc.fill_null(pc.less_equal(price, 0), True),
+    )
     invalid = silver.filter(bad)
     examples = [
         f"{hour_label(row['ingest_hour']) if row['ingest_hour'] else None} {row['coin_id']}: price {row['current_price']}"
@@ -136,7 +153,9 @@ def _keys_and_price_valid(window: SilverWindow) -> tuple[bool, dict]:
 def _hours_not_all_rejected(window: SilverWindow) -> tuple[bool, dict]:
     silver = window.per_hour(window.silver)
     reasons: dict[str, Counter] = {}
-    for hour, reason in zip(window.quarantine.column("ingest_hour").to_pylist(), window.quarantine.column("reason").to_pylist()):
+    for hour, reason in zip(
+        window.quarantine.column("ingest_hour").to_pylist(), window.quarantine.column("reason").to_pylist()
+    ):
         reasons.setdefault(hour_label(hour), Counter())[reason] += 1
     rejected = {hour: dict(counts.most_common(5)) for hour, counts in reasons.items() if not silver.get(hour)}
     return not rejected, {"hours_all_rejected": MetadataValue.json(rejected)}
@@ -146,8 +165,11 @@ def _quarantine_ratio(window: SilverWindow) -> tuple[bool, dict]:
     ratios = window.quarantine_ratios
     too_many = {hour: ratio for hour, ratio in ratios.items() if ratio > window.max_quarantine_ratio}
     reasons = Counter(window.quarantine.column("reason").to_pylist())
-    return not too_many, {"threshold": window.max_quarantine_ratio, "ratio_per_hour": MetadataValue.json(ratios),
-                          "top_reasons": MetadataValue.json(dict(reasons.most_common(5)))}
+    return not too_many, {
+        "threshold": window.max_quarantine_ratio,
+        "ratio_per_hour": MetadataValue.json(ratios),
+        "top_reasons": MetadataValue.json(dict(reasons.most_common(5))),
+    }
 
 
 def _quote_currency_plausible(window: SilverWindow) -> tuple[bool, dict]:
@@ -156,22 +178,54 @@ def _quote_currency_plausible(window: SilverWindow) -> tuple[bool, dict]:
 
 
 CHECKS = (
-    Check("accounts_for_bronze", "Silver + quarantine + superseded = Bronze, for every hour.", _accounts_for_bronze, blocking=True),
+    Check(
+        "accounts_for_bronze",
+        "Silver + quarantine + superseded = Bronze, for every hour.",
+        _accounts_for_bronze,
+        blocking=True,
+    ),
     Check("unique_coin_hour", "One row per (coin_id, ingest_hour).", _unique_coin_hour, blocking=True),
-    Check("keys_and_price_valid", "coin_id and ingest_hour not null, current_price > 0.", _keys_and_price_valid, blocking=True),
-    Check("hours_not_all_rejected", "No hour with Bronze records loses every one of them to quarantine "
-          "(that is a broken API, not a market).", _hours_not_all_rejected, blocking=True),
-    Check("quarantine_ratio", "Quarantined share of each hour's records under the configured threshold.", _quarantine_ratio),
-    Check("quote_currency_plausible", "USD stablecoins priced near 1: the data is really in USD.", _quote_currency_plausible),
+    Check(
+        "keys_and_price_valid",
+        "coin_id and ingest_hour not null, current_price > 0.",
+        _keys_and_price_valid,
+        blocking=True,
+    ),
+    Check(
+        "hours_not_all_rejected",
+        "No hour with Bronze records loses every one of them to quarantine (that is a broken API, not a market).",
+        _hours_not_all_rejected,
+        blocking=True,
+    ),
+    Check(
+        "quarantine_ratio",
+        "Quarantined share of each hour's records under the configured threshold.",
+        _quarantine_ratio,
+    ),
+    Check(
+        "quote_currency_plausible",
+        "USD stablecoins priced near 1: the data is really in USD.",
+        _quote_currency_plausible,
+    ),
 )
 
 
 @multi_asset(
     specs=[
-        AssetSpec(SILVER.asset_key, description=SILVER.description, deps=[BRONZE.asset_key],
-                  group_name="silver", kinds={"spark", "deltalake"}),
-        AssetSpec(QUARANTINE.asset_key, description=QUARANTINE.description, deps=[BRONZE.asset_key],
-                  group_name="silver", kinds={"spark", "deltalake"}),
+        AssetSpec(
+            SILVER.asset_key,
+            description=SILVER.description,
+            deps=[BRONZE.asset_key],
+            group_name="silver",
+            kinds={"spark", "deltalake"},
+        ),
+        AssetSpec(
+            QUARANTINE.asset_key,
+            description=QUARANTINE.description,
+            deps=[BRONZE.asset_key],
+            group_name="silver",
+            kinds={"spark", "deltalake"},
+        ),
     ],
     check_specs=specs(SILVER.asset_key, CHECKS),
     partitions_def=hourly_partitions,
@@ -183,8 +237,9 @@ def silver_market_snapshots(
 ):
     start, end = run_window(context)
     run_id = context.run.run_id
-    rules = SilverRules(high_volume_threshold=config.high_volume_threshold,
-                        stale_after_seconds=config.stale_after_seconds)
+    rules = SilverRules(
+        high_volume_threshold=config.high_volume_threshold, stale_after_seconds=config.stale_after_seconds
+    )
 
     def plan_and_commit(slice_start, slice_end):
         silver_pin, quarantine_pin = lakehouse.pin(SILVER), lakehouse.pin(QUARANTINE)
@@ -204,8 +259,9 @@ def silver_market_snapshots(
             return window, results, None
         silver_written = lakehouse.write_window(SILVER, window.silver, slice_start, slice_end, run_id, base=silver_pin)
         crashpoints.reached("silver.committed")
-        quarantine_written = lakehouse.write_window(QUARANTINE, window.quarantine, slice_start, slice_end, run_id,
-                                                    base=quarantine_pin)
+        quarantine_written = lakehouse.write_window(
+            QUARANTINE, window.quarantine, slice_start, slice_end, run_id, base=quarantine_pin
+        )
         crashpoints.reached("quarantine.committed")
         return window, results, (silver_written, quarantine_written)
 
@@ -216,16 +272,22 @@ def silver_market_snapshots(
     def on_committed(label, window, written):
         slice_reasons = Counter(window.quarantine.column("reason").to_pylist())
         reasons.update(slice_reasons)
-        summary.update(bronze_records=sum(window.bronze_per_hour.values()),
-                       superseded_records=sum(window.superseded_per_hour.values()),
-                       high_volume_rows=pc.sum(window.silver.column("is_high_volume")).as_py() or 0,
-                       stale_rows=pc.sum(window.silver.column("is_stale")).as_py() or 0)
+        summary.update(
+            bronze_records=sum(window.bronze_per_hour.values()),
+            superseded_records=sum(window.superseded_per_hour.values()),
+            high_volume_rows=pc.sum(window.silver.column("is_high_volume")).as_py() or 0,
+            stale_rows=pc.sum(window.silver.column("is_stale")).as_py() or 0,
+        )
         writes.append(written)
         previews[:] = previews or [window.silver.slice(0, 5), window.quarantine.slice(0, 5)]
         context.log.info(
             "%s: %d Bronze records → %d rows, %d quarantined (%s), %d superseded by a preferred capture",
-            label, sum(window.bronze_per_hour.values()), len(window.silver), len(window.quarantine),
-            dict(slice_reasons.most_common(5)), sum(window.superseded_per_hour.values()),
+            label,
+            sum(window.bronze_per_hour.values()),
+            len(window.silver),
+            len(window.quarantine),
+            dict(slice_reasons.most_common(5)),
+            sum(window.superseded_per_hour.values()),
         )
 
     results = yield from publish_in_slices("Silver", start, end, lakehouse.slice_hours, plan_and_commit, on_committed)
@@ -236,15 +298,22 @@ def silver_market_snapshots(
             **dict(summary),
             "slices": len(writes),
             "dagster/column_lineage": COLUMN_LINEAGE,
-            **table_metadata(SILVER, lakehouse, silver_writes[-1].version, merged_rows_per_hour(silver_writes), previews[0]),
+            **table_metadata(
+                SILVER, lakehouse, silver_writes[-1].version, merged_rows_per_hour(silver_writes), previews[0]
+            ),
         },
     )
     yield MaterializeResult(
         asset_key=QUARANTINE.asset_key,
         metadata={
             "top_reasons": MetadataValue.json(dict(reasons.most_common(10))),
-            **table_metadata(QUARANTINE, lakehouse, quarantine_writes[-1].version, merged_rows_per_hour(quarantine_writes),
-                             previews[1]),
+            **table_metadata(
+                QUARANTINE,
+                lakehouse,
+                quarantine_writes[-1].version,
+                merged_rows_per_hour(quarantine_writes),
+                previews[1],
+            ),
         },
     )
     yield from results

@@ -7,7 +7,6 @@ window is the run's hours plus the later hours whose Gold rows the run recompute
 the loaded window, and a failure rolls it back. A long window is loaded a slice at a time.
 """
 
-
 from collections import Counter
 from dataclasses import dataclass
 
@@ -29,6 +28,7 @@ from crypto_assets.resources.lakehouse import LakehouseResource
 from crypto_assets.resources.warehouse import WarehouseResource, WindowLoad
 from crypto_assets.star_schema import StarTable
 from crypto_assets.tables import GOLD_TABLES, SILVER
+
 
 def warehouse_key(table: StarTable) -> AssetKey:
     return AssetKey(["warehouse", table.name])
@@ -52,8 +52,11 @@ class LoadedWindow:
 
 
 def _fact_rows_match_lakehouse(window: LoadedWindow) -> tuple[bool, dict]:
-    mismatched = {fact: {"lakehouse": n, "warehouse": window.load.counts.get(fact)}
-                  for fact, n in window.expected.items() if window.load.counts.get(fact) != n}
+    mismatched = {
+        fact: {"lakehouse": n, "warehouse": window.load.counts.get(fact)}
+        for fact, n in window.expected.items()
+        if window.load.counts.get(fact) != n
+    }
     return not mismatched, {"mismatched": MetadataValue.json(mismatched)}
 
 
@@ -63,18 +66,31 @@ def _no_orphan_keys(window: LoadedWindow) -> tuple[bool, dict]:
 
 
 CHECKS = (
-    Check("fact_rows_match_lakehouse", "Every fact table holds exactly its Silver/Gold table's rows for the window.",
-          _fact_rows_match_lakehouse, blocking=True),
-    Check("no_orphan_keys", "Every fact row's coin_key and time_key exist in the dimensions.", _no_orphan_keys,
-          blocking=True),
+    Check(
+        "fact_rows_match_lakehouse",
+        "Every fact table holds exactly its Silver/Gold table's rows for the window.",
+        _fact_rows_match_lakehouse,
+        blocking=True,
+    ),
+    Check(
+        "no_orphan_keys",
+        "Every fact row's coin_key and time_key exist in the dimensions.",
+        _no_orphan_keys,
+        blocking=True,
+    ),
 )
 
 
 @multi_asset(
     specs=[
-        AssetSpec(warehouse_key(table), deps=_deps(table), group_name="warehouse", kinds={"sql", "odbc"},
-                  description=f"Star schema table {table.name}, loaded per hour window.",
-                  freshness_policy=FRESHNESS_POLICY)
+        AssetSpec(
+            warehouse_key(table),
+            deps=_deps(table),
+            group_name="warehouse",
+            kinds={"sql", "odbc"},
+            description=f"Star schema table {table.name}, loaded per hour window.",
+            freshness_policy=FRESHNESS_POLICY,
+        )
         for table in star.STAR_TABLES
     ],
     check_specs=specs(ANCHOR, CHECKS),
@@ -91,7 +107,9 @@ def warehouse_star_schema(context: AssetExecutionContext, lakehouse: LakehouseRe
 
         def read_lakehouse():  # called under the warehouse's lock: the freshest lakehouse state
             read["silver"] = lakehouse.read_window_arrow(SILVER, slice_start, slice_end)
-            read["gold"] = {table.name: lakehouse.read_window_arrow(table, slice_start, slice_end) for table in GOLD_TABLES}
+            read["gold"] = {
+                table.name: lakehouse.read_window_arrow(table, slice_start, slice_end) for table in GOLD_TABLES
+            }
             return read["silver"], read["gold"]
 
         def accept(load: WindowLoad) -> bool:
@@ -110,7 +128,9 @@ def warehouse_star_schema(context: AssetExecutionContext, lakehouse: LakehouseRe
         counts.update(load.counts)
         context.log.info("%s: loaded %s", label, load.written)
 
-    results = yield from publish_in_slices("warehouse", start, end, lakehouse.slice_hours, plan_and_commit, on_committed)
+    results = yield from publish_in_slices(
+        "warehouse", start, end, lakehouse.slice_hours, plan_and_commit, on_committed
+    )
     for table in star.STAR_TABLES:
         yield MaterializeResult(
             asset_key=warehouse_key(table),

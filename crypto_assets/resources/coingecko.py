@@ -54,8 +54,10 @@ def clean_api_key(key: Optional[str]) -> Optional[str]:
     refused, without showing it, when control characters remain inside."""
     key = (key or "").strip()
     if any(ord(char) < 32 or ord(char) == 127 for char in key):
-        raise ValueError("COINGECKO_API_KEY holds control characters inside it (a line break or tab "
-                         "in the middle): set it to the key alone")
+        raise ValueError(
+            "COINGECKO_API_KEY holds control characters inside it (a line break or tab "
+            "in the middle): set it to the key alone"
+        )
     return key or None
 
 
@@ -240,8 +242,12 @@ class CoinGeckoClient:
                     hint=f"the API did not answer within {self.timeout}s or refused the connection; check COINGECKO_BASE_URL",
                 )  # fmt: skip
             except requests.RequestException as exc:  # a request that cannot be sent; its text may quote a header
-                raise self._error(f"{type(exc).__name__}: {exc}", endpoint=endpoint, page=page,
-                                  hint="check COINGECKO_BASE_URL and COINGECKO_API_KEY") from None
+                raise self._error(
+                    f"{type(exc).__name__}: {exc}",
+                    endpoint=endpoint,
+                    page=page,
+                    hint="check COINGECKO_BASE_URL and COINGECKO_API_KEY",
+                ) from None
             else:
                 if response.status_code == 200:
                     return ApiPage(endpoint, request, page, 200, response.content, datetime.now(timezone.utc))
@@ -293,15 +299,21 @@ class CoinGeckoClient:
     def _hint(self, status: Optional[int], api_code: Optional[int]) -> Optional[str]:
         header = PLANS[self.plan][1]
         if api_code == 10010:
-            return "a Pro key sent to the public host: set COINGECKO_PLAN=pro (COINGECKO_BASE_URL unset or the Pro host)"
+            return (
+                "a Pro key sent to the public host: set COINGECKO_PLAN=pro (COINGECKO_BASE_URL unset or the Pro host)"
+            )
         if api_code == 10011:
-            return "a Demo key sent to the Pro host: set COINGECKO_PLAN=demo (COINGECKO_BASE_URL unset or the public host)"
+            return (
+                "a Demo key sent to the Pro host: set COINGECKO_PLAN=demo (COINGECKO_BASE_URL unset or the public host)"
+            )
         if api_code == 10005:
             return "this endpoint is not included in your CoinGecko plan"
         if api_code == 10002 or status == 401:
             if not self._key:
                 return "no API key configured: set COINGECKO_API_KEY"
-            return f"the key was refused: check COINGECKO_API_KEY and COINGECKO_PLAN={self.plan} (sent as header {header})"
+            return (
+                f"the key was refused: check COINGECKO_API_KEY and COINGECKO_PLAN={self.plan} (sent as header {header})"
+            )
         if status == 429:
             return "rate limited: lower calls_per_minute, or wait; shared IPs and keyless use are throttled harder"
         if status == 404:
@@ -364,9 +376,13 @@ class CoinGeckoClient:
                 break
         else:
             if limit is None and page_count == MAX_PAGES_ALL:
-                raise self._error(f"still full pages after {MAX_PAGES_ALL} pages of {per_page}: refusing to page on",
-                                  endpoint=MARKETS, page=page_count, status=200,
-                                  hint="CoinGecko lists under 20,000 coins; set CRYPTO_COINS_LIMIT to a number")
+                raise self._error(
+                    f"still full pages after {MAX_PAGES_ALL} pages of {per_page}: refusing to page on",
+                    endpoint=MARKETS,
+                    page=page_count,
+                    status=200,
+                    hint="CoinGecko lists under 20,000 coins; set CRYPTO_COINS_LIMIT to a number",
+                )
         counts: dict[str, int] = {}
         for _, _, row in records:
             coin_id = row.get("id") if isinstance(row, dict) else None
@@ -374,7 +390,9 @@ class CoinGeckoClient:
                 counts[coin_id] = counts.get(coin_id, 0) + 1
         duplicates = [cid for cid, n in counts.items() if n > 1]
         if duplicates:
-            log.warning("markets: %d ids served more than once (ranks moved while paging): %s", len(duplicates), duplicates[:10])
+            log.warning(
+                "markets: %d ids served more than once (ranks moved while paging): %s", len(duplicates), duplicates[:10]
+            )
         return MarketsCapture(pages, records, limit, len(counts), duplicates)
 
     def _market_rows(self, api_page: ApiPage) -> list:
@@ -409,7 +427,11 @@ class CoinGeckoClient:
         while chunk_start < end:
             chunk += 1
             chunk_end = min(chunk_start + HISTORY_CHUNK, end)
-            params = {"vs_currency": self.vs_currency, "from": int(chunk_start.timestamp()), "to": int(chunk_end.timestamp())}
+            params = {
+                "vs_currency": self.vs_currency,
+                "from": int(chunk_start.timestamp()),
+                "to": int(chunk_end.timestamp()),
+            }
             api_page = self._get(HISTORY, path, params, chunk)
             payload = self._decode(api_page)
             for name, points in series.items():
@@ -423,7 +445,9 @@ class CoinGeckoClient:
             pages.append(api_page)
             log.info("history %s chunk %d: %d points", coin_id, chunk, len(payload["prices"]))
             chunk_start = chunk_end
-        return HistoryCapture(coin_id, pages, *(sorted(series[n].items()) for n in ("prices", "market_caps", "total_volumes")))
+        return HistoryCapture(
+            coin_id, pages, *(sorted(series[n].items()) for n in ("prices", "market_caps", "total_volumes"))
+        )
 
 
 def _is_point(point: object) -> bool:

@@ -63,7 +63,9 @@ class _Reader(DataSourceReader):
         target = to_arrow_schema(self.schema, timezone="UTC")  # Spark checks every batch against exactly this
         physical = pa.schema([f for f in target if f.name != "ingest_date"])
         hour = physical.field("ingest_hour").type
-        window = (pc.field("ingest_hour") >= pa.scalar(self.start, hour)) & (pc.field("ingest_hour") < pa.scalar(self.end, hour))
+        window = (pc.field("ingest_hour") >= pa.scalar(self.start, hour)) & (
+            pc.field("ingest_hour") < pa.scalar(self.end, hour)
+        )
         rows = lake_files.read_parquet(partition.uri, physical, filter=window)
         if "ingest_date" in target.names:  # the partition column lives in the path, not the file
             rows = rows.append_column("ingest_date", pc.strftime(rows.column("ingest_hour"), format="%Y-%m-%d"))

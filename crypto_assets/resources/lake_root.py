@@ -48,8 +48,9 @@ class LakeRoot:
         text = (value or "").strip()
         if _USERINFO.match(text):
             shown = _USERINFO.sub(r"\1***@", text)
-            raise ValueError(f"{VARIABLE}={shown!r}: no credentials in the URI; they come from the store's "
-                             "environment variables")
+            raise ValueError(
+                f"{VARIABLE}={shown!r}: no credentials in the URI; they come from the store's environment variables"
+            )
         if not text:
             raise ValueError(f"{VARIABLE} is empty: set it to a folder or an object-store URI (s3://bucket/prefix)")
         parts = urlsplit(text)
@@ -65,9 +66,13 @@ class LakeRoot:
                 "az://container/prefix, abfss://container@account.dfs.core.windows.net/prefix or gs://bucket/prefix"
             )
         if not parts.netloc or "@" in parts.netloc and scheme not in ("abfs", "abfss"):
-            raise ValueError(f"{VARIABLE}={text!r}: name the bucket (container) after {scheme}:// — and no credentials in it")
+            raise ValueError(
+                f"{VARIABLE}={text!r}: name the bucket (container) after {scheme}:// — and no credentials in it"
+            )
         if parts.query or parts.fragment or ":" in parts.netloc.split("@")[-1] and scheme != "abfss":
-            raise ValueError(f"{VARIABLE}={text!r}: no query, fragment or port: endpoints and keys come from the environment")
+            raise ValueError(
+                f"{VARIABLE}={text!r}: no query, fragment or port: endpoints and keys come from the environment"
+            )
         bucket = parts.netloc.split("@")[0]
         prefix = parts.path.strip("/")
         return cls(f"{scheme}://{parts.netloc}" + (f"/{prefix}" if prefix else ""), scheme, bucket)
@@ -96,8 +101,11 @@ class LakeRoot:
         if self.is_local:
             return []
         prefixes = STORES[self.scheme][1]
-        return [value for name, value in os.environ.items()
-                if name.startswith(prefixes) and _SECRET_NAME.search(name) and len(value) >= 4]
+        return [
+            value
+            for name, value in os.environ.items()
+            if name.startswith(prefixes) and _SECRET_NAME.search(name) and len(value) >= 4
+        ]
 
     def mask(self, text: str) -> str:
         for secret in self.secrets():

@@ -112,7 +112,9 @@ def replanned(what: str, plan_and_commit: Callable[[], T], attempts: int = REPLA
                     f"{what}: {conflict} — lost the race {attempts} times; nothing of this attempt was "
                     "committed, rerun the partition once the other runs have finished"
                 ) from None
-            log.warning("%s: %s; re-planning on the fresh snapshot (attempt %d of %d)", what, conflict, attempt + 1, attempts)
+            log.warning(
+                "%s: %s; re-planning on the fresh snapshot (attempt %d of %d)", what, conflict, attempt + 1, attempts
+            )
     raise AssertionError("unreachable")
 
 
@@ -158,8 +160,11 @@ class LakehouseResource(ConfigurableResource):
         except Exception as error:  # obstore's errors, OSError, PermissionError…
             detail = lake.mask(str(error).split("\n")[0])[:300]
             refused = next((why for code, why in REFUSALS.items() if code in detail), None)
-            raise LakehouseError(f"{lake.describe()} is not reachable: " + (f"{refused}; " if refused else "")
-                                 + f"{type(error).__name__}: {detail} — {lake.hint}") from None
+            raise LakehouseError(
+                f"{lake.describe()} is not reachable: "
+                + (f"{refused}; " if refused else "")
+                + f"{type(error).__name__}: {detail} — {lake.hint}"
+            ) from None
 
     # ---- Delta tables -------------------------------------------------------------------
 
@@ -206,8 +211,13 @@ class LakehouseResource(ConfigurableResource):
                 Path(uri).parent.mkdir(parents=True, exist_ok=True)
             write["configuration"] = {STATS_PROPERTY: table.stats_columns}
         try:
-            write_deltalake(pin.delta if pin.delta is not None else uri, data, partition_by=["ingest_date"],
-                            commit_properties=properties, **write)
+            write_deltalake(
+                pin.delta if pin.delta is not None else uri,
+                data,
+                partition_by=["ingest_date"],
+                commit_properties=properties,
+                **write,
+            )
         except CommitFailedError as error:
             reason = str(error).splitlines()[0].removeprefix("Failed to commit transaction: ")
             raise WindowConflict(f"{table.path} {what}: another run committed first ({reason})") from None
@@ -230,14 +240,24 @@ class LakehouseResource(ConfigurableResource):
         hours = data.column("ingest_hour")
         if len(data) and (pc.min(hours).as_py() < start or pc.max(hours).as_py() >= end):
             raise LakehouseError(f"{table.path}: rows outside the window [{_iso(start)}, {_iso(end)}) refused")
-        properties = CommitProperties(custom_metadata={"dagster_run_id": run_id, "window": f"{_iso(start)}/{_iso(end)}"})
-        version = self._commit(base or self.pin(table), data, f"hours {window_label(start, end)}", properties,
-                               mode="overwrite", predicate=window_predicate(start, end))
+        properties = CommitProperties(
+            custom_metadata={"dagster_run_id": run_id, "window": f"{_iso(start)}/{_iso(end)}"}
+        )
+        version = self._commit(
+            base or self.pin(table),
+            data,
+            f"hours {window_label(start, end)}",
+            properties,
+            mode="overwrite",
+            predicate=window_predicate(start, end),
+        )
         per_hour = rows_per_hour(data, start, end)
         log.info("%s: wrote %d rows for %d hours (version %d)", table.path, len(data), len(per_hour), version)
         return WriteResult(table.path, version, len(data), per_hour)
 
-    def append_capture(self, table: LakeTable, data: pa.Table, capture_id: str, run_id: str, part: int = 1) -> int | None:
+    def append_capture(
+        self, table: LakeTable, data: pa.Table, capture_id: str, run_id: str, part: int = 1
+    ) -> int | None:
         """Add part ``part`` (1, 2, …) of one capture's rows, at most once: the commit carries an
         application transaction named after the capture with the part as its version, so a second
         commit of it (a rerun recovering a crash, two runs recovering the same capture) conflicts
@@ -257,9 +277,18 @@ class LakehouseResource(ConfigurableResource):
             except WindowConflict as conflict:
                 log.warning("%s; checking whether the capture is in and retrying (attempt %d)", conflict, attempt + 1)
                 continue
-            log.info("%s: appended capture %s part %d, %d rows (version %d)", table.path, capture_id, part, len(data), version)
+            log.info(
+                "%s: appended capture %s part %d, %d rows (version %d)",
+                table.path,
+                capture_id,
+                part,
+                len(data),
+                version,
+            )
             return version
-        raise LakehouseError(f"{table.path}: capture {capture_id} could not be committed after {REPLAN_ATTEMPTS} attempts")
+        raise LakehouseError(
+            f"{table.path}: capture {capture_id} could not be committed after {REPLAN_ATTEMPTS} attempts"
+        )
 
     def _window_files(self, table: LakeTable, start: datetime, end: datetime) -> list[str]:
         delta = self.delta_table(table)
@@ -278,7 +307,9 @@ class LakehouseResource(ConfigurableResource):
         files = self._window_files(table, start, end)
         physical = pa.schema([f for f in table.arrow_schema if f.name != "ingest_date"])
         hour_type = physical.field("ingest_hour").type
-        window = (pc.field("ingest_hour") >= pa.scalar(start, hour_type)) & (pc.field("ingest_hour") < pa.scalar(end, hour_type))
+        window = (pc.field("ingest_hour") >= pa.scalar(start, hour_type)) & (
+            pc.field("ingest_hour") < pa.scalar(end, hour_type)
+        )
         if not files:
             rows = physical.empty_table().select(columns) if columns else physical.empty_table()
         elif self.lake_root.is_local:  # pyarrow reads a folder's files in parallel
@@ -292,9 +323,7 @@ class LakehouseResource(ConfigurableResource):
         hours = self.read_window_arrow(table, start, end, columns=["ingest_hour"]).column("ingest_hour")
         return pc.max(hours).as_py() if len(hours) else None
 
-    def read_window(
-        self, spark: SparkSession, table: LakeTable, start: datetime, end: datetime
-    ) -> DataFrame:
+    def read_window(self, spark: SparkSession, table: LakeTable, start: datetime, end: datetime) -> DataFrame:
         """Rows of hours [start, end) as a Spark DataFrame: the executors read the Delta snapshot's
         files themselves (Spark's Parquet reader on a folder, our data source on object stores)."""
         files = self._window_files(table, start, end)

@@ -12,8 +12,8 @@ from __future__ import annotations
 import os
 import sys
 import time
-from pathlib import Path
 from concurrent.futures import Future, ThreadPoolExecutor, wait
+from pathlib import Path
 from typing import Any, Optional
 
 from dagster import InitResourceContext, get_dagster_logger
@@ -32,9 +32,13 @@ class SparkResource(LazyPySparkResource):
 
     spark_config: dict[str, Any] = Field(default_factory=dict, description="Extra spark.* settings.")
     master: str = Field(default="local[*]", description="SPARK_MASTER: local[*], spark://host:7077, yarn, k8s://…")
-    remote: Optional[str] = Field(default=None, description="SPARK_REMOTE: a Spark Connect URL (sc://host:15002); wins over master.")
+    remote: Optional[str] = Field(
+        default=None, description="SPARK_REMOTE: a Spark Connect URL (sc://host:15002); wins over master."
+    )
     driver_memory: str = Field(default="2g", description="Driver heap in local mode (the executors live in it).")
-    shuffle_partitions: int = Field(default=8, description="Hourly windows are small: Spark's 200 default is mostly overhead.")
+    shuffle_partitions: int = Field(
+        default=8, description="Hourly windows are small: Spark's 200 default is mostly overhead."
+    )
     ui_enabled: bool = Field(default=False, description="Start Spark's web UI (port 4040+).")
 
     def _builder_config(self) -> dict[str, str]:
@@ -113,4 +117,3 @@ class SparkResource(LazyPySparkResource):
         if self._spark_session is not None:
             self._spark_session.stop()
             self._spark_session = None
-

@@ -121,9 +121,25 @@ class Coin:
 def _make_coin(seed: int, index: int) -> Coin:
     rng = random.Random(f"{seed}/{index}")
     if index == 1:
-        cid, symbol, name, price, supply, max_supply, vol = "bitcoin", "btc", "Bitcoin", 96000.0, 19826375.0, 21000000.0, 0.05
+        cid, symbol, name, price, supply, max_supply, vol = (
+            "bitcoin",
+            "btc",
+            "Bitcoin",
+            96000.0,
+            19826375.0,
+            21000000.0,
+            0.05,
+        )
     elif index == 2:
-        cid, symbol, name, price, supply, max_supply, vol = "ethereum", "eth", "Ethereum", 2700.0, 120567000.0, None, 0.07
+        cid, symbol, name, price, supply, max_supply, vol = (
+            "ethereum",
+            "eth",
+            "Ethereum",
+            2700.0,
+            120567000.0,
+            None,
+            0.07,
+        )
     else:
         cid = f"coin-{index:04d}"
         symbol = f"c{index:04d}"
@@ -185,8 +201,9 @@ class Market:
         """
         return self.stamped(self.unstamped_snapshot(moment, timeframes, vs_currency), moment)
 
-    def unstamped_snapshot(self, moment: datetime, timeframes: tuple[str, ...] = DEFAULT_TIMEFRAMES,
-                           vs_currency: str = "usd") -> list[dict]:
+    def unstamped_snapshot(
+        self, moment: datetime, timeframes: tuple[str, ...] = DEFAULT_TIMEFRAMES, vs_currency: str = "usd"
+    ) -> list[dict]:
         """The hour's records (cached, shared: do not change them) without ``last_updated``, so a
         server paging through 18,000 coins stamps only the page it serves."""
         hour = int(as_utc(moment).timestamp()) // HOUR_SECONDS
@@ -227,7 +244,11 @@ class Market:
             ath_date = ath_date.replace(hour=0, minute=0, second=0)
         atl_date = (now_day - timedelta(days=coin.atl_days_ago)).replace(hour=0, minute=0, second=0)
         circulating = 0.0 if coin.index == ZERO_CIRCULATING else coin.supply
-        fdv = None if coin.index == ZERO_CIRCULATING else _intish(price * (coin.max_supply or coin.total_supply or coin.supply))
+        fdv = (
+            None
+            if coin.index == ZERO_CIRCULATING
+            else _intish(price * (coin.max_supply or coin.total_supply or coin.supply))
+        )
         roi = None
         if coin.ico_price:
             times = coin.price(hour) / coin.ico_price - 1
@@ -281,11 +302,15 @@ class Market:
         rate = CURRENCY_RATES[vs_currency]
         now_s = int(as_utc(now).timestamp())
         end = min(end, now_s)
-        hourly_from = now_s - HOURLY_HISTORY_DAYS * DAY_SECONDS if end - start <= HOURLY_HISTORY_DAYS * DAY_SECONDS else end + 1
+        hourly_from = (
+            now_s - HOURLY_HISTORY_DAYS * DAY_SECONDS if end - start <= HOURLY_HISTORY_DAYS * DAY_SECONDS else end + 1
+        )
         offset = int(_unit("minute", coin.id) * HOUR_SECONDS)
         stamps = [d for d in range(-(-start // DAY_SECONDS) * DAY_SECONDS, end + 1, DAY_SECONDS) if d < hourly_from]
         first_hour = max(start, hourly_from) // HOUR_SECONDS * HOUR_SECONDS
-        stamps += [h + offset for h in range(first_hour, end + 1, HOUR_SECONDS) if max(start, hourly_from) <= h + offset <= end]
+        stamps += [
+            h + offset for h in range(first_hour, end + 1, HOUR_SECONDS) if max(start, hourly_from) <= h + offset <= end
+        ]
         prices, caps, volumes = [], [], []
         for ts in stamps:
             hour = ts // HOUR_SECONDS

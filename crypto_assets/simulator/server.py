@@ -72,17 +72,15 @@ def _endpoint_of(path: str) -> Optional[str]:
 class Fault:
     """One armed fault: applies to the next ``times`` matching requests."""
 
-    def __init__(self, fault: str, endpoint: Optional[str] = MARKETS, page: Optional[int] = None, times: int = 1, **opts):
+    def __init__(
+        self, fault: str, endpoint: Optional[str] = MARKETS, page: Optional[int] = None, times: int = 1, **opts
+    ):
         if fault not in FAULTS:
             raise ValueError(f"unknown fault {fault!r}; known: {', '.join(FAULTS)}")
         self.fault, self.endpoint, self.page, self.times, self.opts = fault, endpoint, page, times, opts
 
     def matches(self, endpoint: Optional[str], page: Optional[int]) -> bool:
-        return (
-            self.times > 0
-            and self.endpoint in (None, "*", endpoint)
-            and (self.page is None or self.page == page)
-        )
+        return self.times > 0 and self.endpoint in (None, "*", endpoint) and (self.page is None or self.page == page)
 
 
 class Simulator:
@@ -167,7 +165,9 @@ class Simulator:
     def __exit__(self, *exc) -> None:
         self.stop()
 
-    def inject(self, fault: str, *, endpoint: Optional[str] = MARKETS, page: Optional[int] = None, times: int = 1, **opts) -> None:
+    def inject(
+        self, fault: str, *, endpoint: Optional[str] = MARKETS, page: Optional[int] = None, times: int = 1, **opts
+    ) -> None:
         """Arm ``fault`` for the next ``times`` requests to ``endpoint`` (None/"*" = any), optionally one ``page``."""
         with self._lock:
             self.faults.append(Fault(fault, endpoint, page, times, **opts))
@@ -186,7 +186,9 @@ class Simulator:
     def clock(self) -> datetime:
         return self.now or datetime.now(timezone.utc)
 
-    def market_at(self, hour_or_moment: Union[datetime, str], timeframes: tuple[str, ...] = DEFAULT_TIMEFRAMES) -> list[dict]:
+    def market_at(
+        self, hour_or_moment: Union[datetime, str], timeframes: tuple[str, ...] = DEFAULT_TIMEFRAMES
+    ) -> list[dict]:
         """The full universe as ``/coins/markets`` serves it at that moment, in market-cap order.
 
         Accepts a datetime, an ISO string or a Dagster hourly partition key ("2026-11-25-13:00").
@@ -201,7 +203,9 @@ class Simulator:
         entry = {
             "method": "GET",
             "path": _KEY_IN_QUERY.sub(r"\1***", path),
-            "headers": {name: "***" if name.lower() in KEY_HEADERS.values() else value for name, value in headers.items()},
+            "headers": {
+                name: "***" if name.lower() in KEY_HEADERS.values() else value for name, value in headers.items()
+            },
             "key_header": key_header,
             "key_ok": self.api_key is not None and lowered.get(KEY_HEADERS[self.plan]) == self.api_key,
             "status": status,
@@ -232,7 +236,7 @@ class Simulator:
     def respond(self, method: str, target: str, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes, float]:
         """(status, headers, body, delay before sending) for one API request."""
         url = urlsplit(target)
-        path = url.path[len(API_ROOT):] if url.path.startswith(API_ROOT) else None
+        path = url.path[len(API_ROOT) :] if url.path.startswith(API_ROOT) else None
         query = {k: v[-1] for k, v in parse_qs(url.query, keep_blank_values=True).items()}
         endpoint = _endpoint_of(path) if path is not None else None
         page = _int(query.get("page"), 1) if endpoint == MARKETS else None
@@ -281,7 +285,9 @@ class Simulator:
         per_page = min(max(_int(query.get("per_page"), 100), 1), 250)
         timeframes = tuple(t.strip() for t in query.get("price_change_percentage", "").split(",") if t.strip())
         moment = self.clock()
-        records = _order(self.market.unstamped_snapshot(moment, timeframes, vs_currency), query.get("order", "market_cap_desc"))
+        records = _order(
+            self.market.unstamped_snapshot(moment, timeframes, vs_currency), query.get("order", "market_cap_desc")
+        )
         if query.get("ids"):
             wanted = {i.strip() for i in query["ids"].split(",")}
             records = [r for r in records if r["id"] in wanted]
@@ -373,7 +379,9 @@ def _fault_reply(fault: Fault) -> tuple[int, dict, bytes, float]:
     opts = fault.opts
     if fault.fault == "429":
         wait = float(opts.get("retry_after", 1))
-        retry_after = formatdate(time.time() + wait, usegmt=True) if opts.get("retry_after_http_date") else str(int(wait))
+        retry_after = (
+            formatdate(time.time() + wait, usegmt=True) if opts.get("retry_after_http_date") else str(int(wait))
+        )
         return 429, {"Retry-After": retry_after}, RATE_LIMIT_BODY, 0.0
     if fault.fault == "500":
         return _reply(500, {"status": 500, "error": "Internal Server Error"})
@@ -453,4 +461,3 @@ def parse_now(text: str) -> datetime:
         return datetime.strptime(text, "%Y-%m-%d-%H:%M").replace(tzinfo=timezone.utc)
     except ValueError:
         return as_utc(datetime.fromisoformat(text.replace("Z", "+00:00")))
-

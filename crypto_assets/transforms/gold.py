@@ -153,14 +153,10 @@ def price_volatility(silver_with_lookback: DataFrame, start: datetime, end: date
         F.avg(price).over(window).alias("avg_price"),
         F.min(price).over(window).alias("min_price"),
         F.max(price).over(window).alias("max_price"),
-        F.stddev_samp("_log_return")
-        .over(_trailing(VOLATILITY_LOOKBACK_HOURS - 1))
-        .alias("stddev_log_return"),
+        F.stddev_samp("_log_return").over(_trailing(VOLATILITY_LOOKBACK_HOURS - 1)).alias("stddev_log_return"),
     )
     range_pct = F.try_divide(F.col("max_price") - F.col("min_price"), "min_price") * 100
-    return _finish(
-        _in_window(stats, start, end).withColumn("price_range_pct", range_pct), GOLD_VOLATILITY
-    )
+    return _finish(_in_window(stats, start, end).withColumn("price_range_pct", range_pct), GOLD_VOLATILITY)
 
 
 def market_trends(silver_with_lookback: DataFrame, start: datetime, end: datetime) -> DataFrame:
@@ -184,9 +180,7 @@ def market_trends(silver_with_lookback: DataFrame, start: datetime, end: datetim
         return_pct(1).alias("return_1h_pct"),
         return_pct(_DAY).alias("return_24h_pct"),
         return_pct(TRENDS_LOOKBACK_HOURS).alias("return_7d_pct"),
-        (_hours_ago("market_cap_rank", _DAY) - F.col("market_cap_rank"))
-        .cast("int")
-        .alias("rank_change_24h"),
+        (_hours_ago("market_cap_rank", _DAY) - F.col("market_cap_rank")).cast("int").alias("rank_change_24h"),
     )
     ma_24h, ma_7d = F.col("ma_24h"), F.col("ma_7d")
     trend = (

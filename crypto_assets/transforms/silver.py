@@ -52,9 +52,7 @@ KNOWN_FIELDS = frozenset(
 # Every scalar as text: Spark hands back the number's own text (or a string's content), so
 # numbers sent as strings parse too and a bad value stays visible instead of nulling the row.
 _RECORD_SCHEMA = T.StructType([T.StructField(f, T.StringType()) for f in _RECORD_FIELDS])
-_ROI_SCHEMA = T.StructType(
-    [T.StructField(f, T.StringType()) for f in ("times", "currency", "percentage")]
-)
+_ROI_SCHEMA = T.StructType([T.StructField(f, T.StringType()) for f in ("times", "currency", "percentage")])
 _ROI_NUMBERS = {"roi_times": "times", "roi_percentage": "percentage"}
 _SUPPLY_FIELDS = ("circulating_supply", "total_supply", "max_supply")
 _LINEAGE = ("capture_id", "page", "position", "ingested_at", "ingest_hour", "ingest_date")
@@ -107,14 +105,9 @@ def clean_markets(bronze: DataFrame, rules: SilverRules) -> tuple[pa.Table, pa.T
         F.col("_roi.currency").alias("roi_currency"),
     )
     not_numeric = F.coalesce(
-        *[
-            F.when(text.isNotNull() & F.col(f).isNull(), F.lit(f"not_numeric:{f}"))
-            for f, text in texts.items()
-        ]
+        *[F.when(text.isNotNull() & F.col(f).isNull(), F.lit(f"not_numeric:{f}")) for f, text in texts.items()]
     )
-    negative_supply = F.coalesce(
-        *[F.when(F.col(f) < 0, F.lit(f"negative_supply:{f}")) for f in _SUPPLY_FIELDS]
-    )
+    negative_supply = F.coalesce(*[F.when(F.col(f) < 0, F.lit(f"negative_supply:{f}")) for f in _SUPPLY_FIELDS])
     record_reason = (
         F.when(~F.col("_is_object"), F.lit("malformed_json"))
         .when(F.col("coin_id").isNull() | (F.trim("coin_id") == ""), F.lit("missing_id"))
@@ -161,7 +154,9 @@ def clean_markets(bronze: DataFrame, rules: SilverRules) -> tuple[pa.Table, pa.T
         "source",
         *_LINEAGE,
         F.col("_reason").alias("reason"),
-        F.when(F.col("_reason").isNotNull() & (F.col("_reason") != _SUPERSEDED), F.col("record_json")).alias("record_json"),
+        F.when(F.col("_reason").isNotNull() & (F.col("_reason") != _SUPERSEDED), F.col("record_json")).alias(
+            "record_json"
+        ),
     ).toArrow()
     reason = fates.column("reason")
     silver = fates.filter(pc.is_null(reason)).select(SILVER.arrow_schema.names)
@@ -179,9 +174,22 @@ def warm_up(spark) -> None:
     from datetime import datetime, timezone
 
     hour = datetime(2000, 1, 1, tzinfo=timezone.utc)
-    record = {"coin_id": "warm-up", "record_json": '{"id": "warm-up", "current_price": 1}', "source": "snapshot",
-              "vs_currency": "usd", "capture_id": "warm-up", "page": 1, "position": 0, "request": "", "http_status": 200,
-              "payload_sha256": "", "ingested_at": hour, "run_id": "", "ingest_hour": hour, "ingest_date": "2000-01-01"}
+    record = {
+        "coin_id": "warm-up",
+        "record_json": '{"id": "warm-up", "current_price": 1}',
+        "source": "snapshot",
+        "vs_currency": "usd",
+        "capture_id": "warm-up",
+        "page": 1,
+        "position": 0,
+        "request": "",
+        "http_status": 200,
+        "payload_sha256": "",
+        "ingested_at": hour,
+        "run_id": "",
+        "ingest_hour": hour,
+        "ingest_date": "2000-01-01",
+    }
     clean_markets(spark.createDataFrame(pa.Table.from_pylist([record], schema=BRONZE.arrow_schema)), SilverRules())
 
 

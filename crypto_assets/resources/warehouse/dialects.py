@@ -84,8 +84,10 @@ class Dialect:
         if table.unique:
             parts.append(f"UNIQUE ({', '.join(map(self.ident, table.unique))})")
         for column, ref_table, ref_column in table.foreign_keys:
-            parts.append(f"FOREIGN KEY ({self.ident(column)}) REFERENCES "
-                         f"{self.table(schema, ref_table)} ({self.ident(ref_column)})")
+            parts.append(
+                f"FOREIGN KEY ({self.ident(column)}) REFERENCES "
+                f"{self.table(schema, ref_table)} ({self.ident(ref_column)})"
+            )
         return ",\n  ".join(parts)
 
     def add_column(self, schema: str, table: str, column: Column) -> str:
@@ -126,9 +128,7 @@ class Dialect:
             f"SELECT {group}, COUNT(*) AS {q('hours_observed')}, "
             f"MIN(f.{q('current_price')}) AS {q('min_price')}, MAX(f.{q('current_price')}) AS {q('max_price')}, "
             f"AVG(f.{q('current_price')}) AS {q('avg_price')}, AVG(f.{q('market_cap')}) AS {q('avg_market_cap')}, "
-            f"AVG(f.{q('total_volume')}) AS {q('avg_total_volume')}\n"
-            + joins
-            + f"GROUP BY {group}"
+            f"AVG(f.{q('total_volume')}) AS {q('avg_total_volume')}\n" + joins + f"GROUP BY {group}"
         )
         return [("v_latest_market", latest), ("v_daily_coin_summary", daily)]
 
@@ -144,7 +144,9 @@ class Dialect:
         names = ", ".join(map(self.ident, columns))
         return f"INSERT INTO {self.table(schema, table)} ({names}) VALUES {values}{self.statement_end}"
 
-    def insert_rows(self, cursor, schema: str, table: StarTable, columns: list[str], rows: list[tuple], driver: str) -> None:
+    def insert_rows(
+        self, cursor, schema: str, table: StarTable, columns: list[str], rows: list[tuple], driver: str
+    ) -> None:
         """Bulk insert: multi-row parameterised INSERTs, as many rows a statement as allowed."""
         per = self.rows_per_statement(len(columns))
         full = self.insert(schema, table.name, columns, per)
@@ -161,8 +163,16 @@ class SQLite(Dialect):
 
     name = "sqlite"
     param_limit = 32766  # SQLITE_MAX_VARIABLE_NUMBER since SQLite 3.32
-    types = {"int": "INTEGER", "bigint": "INTEGER", "double": "REAL", "key": "TEXT", "text": "TEXT",
-             "bool": "BOOLEAN", "timestamp": "TIMESTAMP", "date": "DATE"}
+    types = {
+        "int": "INTEGER",
+        "bigint": "INTEGER",
+        "double": "REAL",
+        "key": "TEXT",
+        "text": "TEXT",
+        "bool": "BOOLEAN",
+        "timestamp": "TIMESTAMP",
+        "date": "DATE",
+    }
     true = "1"
     connect_in_autocommit = True  # the pragma is a no-op inside a transaction
 
@@ -184,8 +194,11 @@ class SQLite(Dialect):
         return relation[len(schema) + 1 :]
 
     def relations_query(self, schema: str) -> tuple[str, list]:
-        return ("SELECT m.name, p.name FROM sqlite_master m, pragma_table_info(m.name) p "
-                "WHERE m.type IN ('table', 'view') AND substr(m.name, 1, ?) = ?", [len(schema) + 1, f"{schema}_"])
+        return (
+            "SELECT m.name, p.name FROM sqlite_master m, pragma_table_info(m.name) p "
+            "WHERE m.type IN ('table', 'view') AND substr(m.name, 1, ?) = ?",
+            [len(schema) + 1, f"{schema}_"],
+        )
 
     def create_schema(self, schema: str) -> list[str]:
         return []
@@ -223,8 +236,16 @@ class PostgreSQL(Dialect):
 
     name = "postgresql"
     param_limit = 7000  # psqlODBC with server-side prepare loses sync above ~7,497
-    types = {"int": "integer", "bigint": "bigint", "double": "double precision", "key": "text", "text": "text",
-             "bool": "boolean", "timestamp": "timestamp", "date": "date"}
+    types = {
+        "int": "integer",
+        "bigint": "bigint",
+        "double": "double precision",
+        "key": "text",
+        "text": "text",
+        "bool": "boolean",
+        "timestamp": "timestamp",
+        "date": "date",
+    }
 
     @classmethod
     def serves(cls, driver: str) -> bool:
@@ -248,7 +269,9 @@ class PostgreSQL(Dialect):
         names = ", ".join(map(self.ident, columns))
         return f"INSERT INTO {self.table(schema, table)} ({names}) SELECT * FROM unnest({arrays})"
 
-    def insert_rows(self, cursor, schema: str, table: StarTable, columns: list[str], rows: list[tuple], driver: str) -> None:
+    def insert_rows(
+        self, cursor, schema: str, table: StarTable, columns: list[str], rows: list[tuple], driver: str
+    ) -> None:
         kinds = {column.name: column.kind for column in table.columns}
         if not all(c in kinds for c in columns):  # a column added since: no declared kind
             return super().insert_rows(cursor, schema, table, columns, rows, driver)
@@ -265,8 +288,16 @@ class SQLServer(Dialect):
 
     name = "mssql"
     param_limit = 2099  # 2,100 parameters a statement
-    types = {"int": "int", "bigint": "bigint", "double": "float", "key": "nvarchar(200)", "text": "nvarchar(max)",
-             "bool": "bit", "timestamp": "datetime2(0)", "date": "date"}
+    types = {
+        "int": "int",
+        "bigint": "bigint",
+        "double": "float",
+        "key": "nvarchar(200)",
+        "text": "nvarchar(max)",
+        "bool": "bit",
+        "timestamp": "datetime2(0)",
+        "date": "date",
+    }
     true = "1"
     statement_end = ";"
 
@@ -295,10 +326,14 @@ class SQLServer(Dialect):
 
     def reader_role(self, schema: str, role: str) -> list[str]:
         # a schema-level grant covers tables created later
-        return [f"IF DATABASE_PRINCIPAL_ID(N'{role}') IS NULL CREATE ROLE {self.ident(role)};",
-                f"GRANT SELECT ON SCHEMA::{self.ident(schema)} TO {self.ident(role)};"]
+        return [
+            f"IF DATABASE_PRINCIPAL_ID(N'{role}') IS NULL CREATE ROLE {self.ident(role)};",
+            f"GRANT SELECT ON SCHEMA::{self.ident(schema)} TO {self.ident(role)};",
+        ]
 
-    def insert_rows(self, cursor, schema: str, table: StarTable, columns: list[str], rows: list[tuple], driver: str) -> None:
+    def insert_rows(
+        self, cursor, schema: str, table: StarTable, columns: list[str], rows: list[tuple], driver: str
+    ) -> None:
         if not _MS_DRIVER.fullmatch(driver):  # fast_executemany crashes other drivers
             return super().insert_rows(cursor, schema, table, columns, rows, driver)
         cursor.fast_executemany = True
@@ -313,8 +348,16 @@ class MariaDB(Dialect):
 
     name = "mariadb"
     param_limit = 65535  # the protocol's 16-bit parameter count
-    types = {"int": "INT", "bigint": "BIGINT", "double": "DOUBLE", "key": "VARCHAR(200)", "text": "TEXT",
-             "bool": "BOOLEAN", "timestamp": "DATETIME", "date": "DATE"}
+    types = {
+        "int": "INT",
+        "bigint": "BIGINT",
+        "double": "DOUBLE",
+        "key": "VARCHAR(200)",
+        "text": "TEXT",
+        "bool": "BOOLEAN",
+        "timestamp": "DATETIME",
+        "date": "DATE",
+    }
     true = "TRUE"
 
     @classmethod
@@ -339,8 +382,10 @@ class MariaDB(Dialect):
         return [f"SELECT COUNT(*) FROM {self.table(schema, star.DIM_COIN.name)} FOR UPDATE"]
 
     def reader_role(self, schema: str, role: str) -> list[str]:
-        return [f"CREATE ROLE IF NOT EXISTS {self.ident(role)}",
-                f"GRANT SELECT ON {self.ident(schema)}.* TO {self.ident(role)}"]
+        return [
+            f"CREATE ROLE IF NOT EXISTS {self.ident(role)}",
+            f"GRANT SELECT ON {self.ident(schema)}.* TO {self.ident(role)}",
+        ]
 
 
 DIALECTS: dict[str, Dialect] = {d.name: d for d in (SQLite(), PostgreSQL(), SQLServer(), MariaDB())}

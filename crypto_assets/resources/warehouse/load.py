@@ -19,7 +19,7 @@ from crypto_assets import star_schema as star
 from crypto_assets.partitions import hours_in, naive_utc
 from crypto_assets.resources.warehouse.dialects import Dialect
 from crypto_assets.resources.warehouse.odbc import WarehouseError
-from crypto_assets.star_schema import Column, CoinVersion, StarTable
+from crypto_assets.star_schema import CoinVersion, Column, StarTable
 
 # A Dagster logger: inside a run its lines go to the run log (and the UI), outside to stderr.
 log = get_dagster_logger("crypto_assets.warehouse")
@@ -65,8 +65,10 @@ class WindowLoader:
 
     def window_count_queries(self, start: datetime, end: datetime) -> tuple[dict[str, str], list]:
         q = self.d.ident
-        queries = {f.name: f"SELECT COUNT(*) FROM {self.table(f)} WHERE {q('time_key')} >= ? AND {q('time_key')} < ?"
-                   for f in star.FACTS}
+        queries = {
+            f.name: f"SELECT COUNT(*) FROM {self.table(f)} WHERE {q('time_key')} >= ? AND {q('time_key')} < ?"
+            for f in star.FACTS
+        }
         return queries, [star.time_key(start), star.time_key(end)]
 
     def orphan_queries(self, start: datetime, end: datetime) -> tuple[dict[str, str], list]:
@@ -78,8 +80,10 @@ class WindowLoader:
             if fact.has_coin:
                 joins += f" LEFT JOIN {self.table(star.DIM_COIN)} c ON c.{q('coin_key')} = f.{q('coin_key')}"
                 missing += f" OR c.{q('coin_key')} IS NULL"
-            queries[fact.name] = (f"SELECT COUNT(*) FROM {self.table(fact)} f {joins} "
-                                  f"WHERE f.{q('time_key')} >= ? AND f.{q('time_key')} < ? AND ({missing})")
+            queries[fact.name] = (
+                f"SELECT COUNT(*) FROM {self.table(fact)} f {joins} "
+                f"WHERE f.{q('time_key')} >= ? AND f.{q('time_key')} < ? AND ({missing})"
+            )
         return queries, [star.time_key(start), star.time_key(end)]
 
     @staticmethod
@@ -98,7 +102,9 @@ class WindowLoader:
 
     def record_schema_change(self, cursor, notes: list[str]) -> None:
         versions = star.SCHEMA_VERSION_TABLE
-        current = cursor.execute(f"SELECT MAX({self.d.ident('version')}) FROM {self.table(versions)}").fetchone()[0] or 0
+        current = (
+            cursor.execute(f"SELECT MAX({self.d.ident('version')}) FROM {self.table(versions)}").fetchone()[0] or 0
+        )
         cursor.execute(
             self.d.insert(self.schema, versions.name, versions.column_names, 1),
             current + 1,
@@ -152,27 +158,43 @@ class WindowLoader:
             keys = star.hour_keys(arrow)
             outside = [k for k in set(keys) if not start_key <= k < end_key]
             if outside:
-                raise WarehouseError(f"{fact.source.name} has rows outside the window [{start_key}, {end_key}): "
-                                     f"hours {sorted(outside)[:5]}")
+                raise WarehouseError(
+                    f"{fact.source.name} has rows outside the window [{start_key}, {end_key}): "
+                    f"hours {sorted(outside)[:5]}"
+                )
             keyed.append((fact, arrow, keys))
         written: dict[str, int] = {}
 
         hours = [star.dim_time_row(h) for h in hours_in(start, end)]
-        have = {row[0] for row in cursor.execute(
-            f"SELECT {q('time_key')} FROM {self.table(star.DIM_TIME)} WHERE {q('time_key')} >= ? AND {q('time_key')} < ?",
-            start_key, end_key).fetchall()}
-        written[star.DIM_TIME.name] = self.insert(cursor, star.DIM_TIME, star.DIM_TIME.column_names,
-                                                  [r for r in hours if r[0] not in have])
+        have = {
+            row[0]
+            for row in cursor.execute(
+                f"SELECT {q('time_key')} FROM {self.table(star.DIM_TIME)} WHERE {q('time_key')} >= ? AND {q('time_key')} < ?",
+                start_key,
+                end_key,
+            ).fetchall()
+        }
+        written[star.DIM_TIME.name] = self.insert(
+            cursor, star.DIM_TIME, star.DIM_TIME.column_names, [r for r in hours if r[0] not in have]
+        )
 
-        written[star.DIM_COIN.name], versions_by_coin, repoints = self.apply_scd2(cursor, keyed[0][1], keyed[0][2], end_key)
+        written[star.DIM_COIN.name], versions_by_coin, repoints = self.apply_scd2(
+            cursor, keyed[0][1], keyed[0][2], end_key
+        )
         for fact in (f for f in star.FACTS if f.has_coin):
             for old_key, new_key, from_key in repoints:
-                cursor.execute(f"UPDATE {self.table(fact)} SET {q('coin_key')} = ? WHERE {q('coin_key')} = ? "
-                               f"AND {q('time_key')} >= ?", new_key, old_key, from_key)
+                cursor.execute(
+                    f"UPDATE {self.table(fact)} SET {q('coin_key')} = ? WHERE {q('coin_key')} = ? "
+                    f"AND {q('time_key')} >= ?",
+                    new_key,
+                    old_key,
+                    from_key,
+                )
 
         for fact, arrow, keys in keyed:
-            cursor.execute(f"DELETE FROM {self.table(fact)} WHERE {q('time_key')} >= ? AND {q('time_key')} < ?",
-                           start_key, end_key)
+            cursor.execute(
+                f"DELETE FROM {self.table(fact)} WHERE {q('time_key')} >= ? AND {q('time_key')} < ?", start_key, end_key
+            )
             columns, rows = self.fact_rows(fact, arrow, keys, versions_by_coin)
             written[fact.name] = self.insert(cursor, fact, columns, rows)
         return written
@@ -195,23 +217,35 @@ class WindowLoader:
 
         observed: dict[str, list] = {}
         hour_of = {k: star.hour_of_time_key(k) for k in set(keys)}
-        for coin_id, symbol, name, key in zip(silver.column("coin_id").to_pylist(), silver.column("symbol").to_pylist(),
-                                              silver.column("name").to_pylist(), keys):
+        for coin_id, symbol, name, key in zip(
+            silver.column("coin_id").to_pylist(),
+            silver.column("symbol").to_pylist(),
+            silver.column("name").to_pylist(),
+            keys,
+        ):
             if coin_id is None:
                 raise WarehouseError("silver_market_snapshots has a row without coin_id")
             observed.setdefault(coin_id, []).append((hour_of[key], symbol, name))
 
         def later_fact_hour(coin_key: int) -> Optional[datetime]:
-            firsts = [cursor.execute(f"SELECT MIN({q('time_key')}) FROM {self.table(f)} WHERE {q('coin_key')} = ? "
-                                     f"AND {q('time_key')} >= ?", coin_key, end_key).fetchone()[0]
-                      for f in star.FACTS if f.has_coin]
+            firsts = [
+                cursor.execute(
+                    f"SELECT MIN({q('time_key')}) FROM {self.table(f)} WHERE {q('coin_key')} = ? "
+                    f"AND {q('time_key')} >= ?",
+                    coin_key,
+                    end_key,
+                ).fetchone()[0]
+                for f in star.FACTS
+                if f.has_coin
+            ]
             found = [k for k in firsts if k is not None]
             return star.hour_of_time_key(min(found)) if found else None
 
         new: list[CoinVersion] = []
         for coin_id in sorted(observed):
-            by_coin[coin_id] = star.apply_observations(coin_id, by_coin.get(coin_id, []), observed[coin_id],
-                                                       star.hour_of_time_key(end_key), later_fact_hour)
+            by_coin[coin_id] = star.apply_observations(
+                coin_id, by_coin.get(coin_id, []), observed[coin_id], star.hour_of_time_key(end_key), later_fact_hour
+            )
             new += [v for v in by_coin[coin_id] if v.coin_key is None]
         for v in sorted(new, key=lambda v: (v.coin_id, v.valid_from)):  # deterministic keys
             max_key += 1
@@ -222,9 +256,13 @@ class WindowLoader:
         assignments = ", ".join(f"{q(c)} = ?" for c in columns[1:])
         # updates before inserts: a version moved off an hour frees it for the new one
         for v in updates:
-            cursor.execute(f"UPDATE {self.table(dim_coin)} SET {assignments} WHERE {q('coin_key')} = ?", *v.row()[1:], v.coin_key)
+            cursor.execute(
+                f"UPDATE {self.table(dim_coin)} SET {assignments} WHERE {q('coin_key')} = ?", *v.row()[1:], v.coin_key
+            )
         self.insert(cursor, dim_coin, columns, [v.row() for v in new])
-        repoints = [(v.takes_over_from, v.coin_key, star.time_key(v.valid_from)) for v in new if v.takes_over_from is not None]
+        repoints = [
+            (v.takes_over_from, v.coin_key, star.time_key(v.valid_from)) for v in new if v.takes_over_from is not None
+        ]
         for v in by_coin.values():
             v.sort(key=lambda version: version.valid_from)
         return len(updates) + len(new), by_coin, repoints
@@ -253,4 +291,3 @@ class WindowLoader:
             self.d.insert_rows(cursor, self.schema, table, columns, rows, self.driver)
         log.info("warehouse %s: %d rows in %.2fs", table.name, len(rows), time.perf_counter() - started)
         return len(rows)
-

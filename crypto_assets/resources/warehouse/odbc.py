@@ -66,7 +66,9 @@ def connection(connection_string: str, dialect: Dialect) -> Iterator[pyodbc.Conn
     """A connection with autocommit off, closed (never committed) on exit."""
     driver = odbc_attributes(connection_string).get("DRIVER")
     if driver and driver not in pyodbc.drivers():
-        raise WarehouseError(f"ODBC driver {driver!r} is not installed (unixODBC); installed drivers: {pyodbc.drivers()}")
+        raise WarehouseError(
+            f"ODBC driver {driver!r} is not installed (unixODBC); installed drivers: {pyodbc.drivers()}"
+        )
     dialect.before_connect(odbc_attributes(connection_string))
     try:
         conn = pyodbc.connect(connection_string, autocommit=dialect.connect_in_autocommit, timeout=15)

@@ -38,7 +38,8 @@ class WarehouseResource(ConfigurableResource):
         default=None, description=f"one of {sorted(DIALECTS)}; default: inferred from DRIVER={{...}}"
     )
     reader_role: Optional[str] = Field(
-        default="crypto_reader", description="read-only role granted SELECT (PostgreSQL, SQL Server, MariaDB); null: none"
+        default="crypto_reader",
+        description="read-only role granted SELECT (PostgreSQL, SQL Server, MariaDB); null: none",
     )
 
     # -- SQL generation (no connection needed) --
@@ -74,7 +75,9 @@ class WarehouseResource(ConfigurableResource):
 
     # -- loading --
 
-    def load_window(self, silver: pa.Table, gold: dict[str, pa.Table], start: datetime, end: datetime) -> dict[str, int]:
+    def load_window(
+        self, silver: pa.Table, gold: dict[str, pa.Table], start: datetime, end: datetime
+    ) -> dict[str, int]:
         """Replace the hours [start, end) of every fact given (Silver, and the Gold tables in
         ``gold``; facts of Gold tables not in ``gold`` are left alone), in one transaction.
 
@@ -84,7 +87,10 @@ class WarehouseResource(ConfigurableResource):
         return self.load_fresh_window(start, end, lambda: (silver, gold)).written
 
     def load_fresh_window(
-        self, start: datetime, end: datetime, read: Callable[[], tuple[pa.Table, dict[str, pa.Table]]],
+        self,
+        start: datetime,
+        end: datetime,
+        read: Callable[[], tuple[pa.Table, dict[str, pa.Table]]],
         accept: Callable[[WindowLoad], bool] | None = None,
     ) -> WindowLoad:
         """Load hours [start, end) in one transaction: lock, ``read()`` the inputs, load, audit.
@@ -107,8 +113,12 @@ class WarehouseResource(ConfigurableResource):
                 inputs = inputs_of(*read())
                 loader.add_new_columns(cursor, inputs)
                 written = loader.load(cursor, inputs, start, end)
-                load = WindowLoad(written, loader.run_counts(cursor, *loader.window_count_queries(start, end)),
-                                  loader.run_counts(cursor, *loader.orphan_queries(start, end)), False)
+                load = WindowLoad(
+                    written,
+                    loader.run_counts(cursor, *loader.window_count_queries(start, end)),
+                    loader.run_counts(cursor, *loader.orphan_queries(start, end)),
+                    False,
+                )
                 if accept is not None and not accept(load):
                     conn.rollback()
                     return load
@@ -120,8 +130,11 @@ class WarehouseResource(ConfigurableResource):
                 raise
             except (pyodbc.Error, ValueError) as failure:
                 conn.rollback()
-                raise odbc.error(f"loading [{start:%Y-%m-%d %H:%M}, {end:%Y-%m-%d %H:%M}) failed; rolled back", failure,
-                                 self.odbc_connection_string) from None
+                raise odbc.error(
+                    f"loading [{start:%Y-%m-%d %H:%M}, {end:%Y-%m-%d %H:%M}) failed; rolled back",
+                    failure,
+                    self.odbc_connection_string,
+                ) from None
 
     def _ensure_schema(self, conn, loader: WindowLoader) -> None:
         """Missing tables and views, committed on their own so the load transaction holds no DDL
@@ -131,7 +144,9 @@ class WarehouseResource(ConfigurableResource):
             conn.commit()
         except (pyodbc.Error, ValueError) as failure:
             conn.rollback()
-            raise odbc.error(f"creating schema {self.schema_name!r} failed", failure, self.odbc_connection_string) from None
+            raise odbc.error(
+                f"creating schema {self.schema_name!r} failed", failure, self.odbc_connection_string
+            ) from None
         if created and self.reader_role:
             self._grant_reader(conn, loader.d)
 
@@ -144,7 +159,9 @@ class WarehouseResource(ConfigurableResource):
             conn.commit()
         except pyodbc.Error as failure:
             conn.rollback()
-            denied = failure.args[0] == "42501" or any(word in str(failure).lower() for word in ("permission", "access denied"))
+            denied = failure.args[0] == "42501" or any(
+                word in str(failure).lower() for word in ("permission", "access denied")
+            )
             if not denied:
                 raise odbc.error(f"granting {role} failed", failure, self.odbc_connection_string) from None
             log.info("read-only role %s not set up: the warehouse login lacks the right (%s)", role, failure.args[-1])
