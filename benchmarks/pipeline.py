@@ -20,13 +20,13 @@ import argparse
 import os
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 from dagster import DagsterInstance
 
+from crypto_assets.cli import materialize_command
 from crypto_assets.partitions import HOUR, current_hour, partition_key
 from crypto_assets.simulator import Simulator
 from crypto_assets.tables import BRONZE
@@ -69,18 +69,7 @@ def run_once(
             "CRYPTO_WAREHOUSE_ODBC": f"DRIVER={{SQLite3}};Database={tmp}/warehouse.sqlite;BigInt=1",
             **(extra_env or {}),
         }
-        command = [
-            sys.executable,
-            "-m",
-            "dagster",
-            "asset",
-            "materialize",
-            "-m",
-            "crypto_assets.definitions",
-            "--select",
-            "*",
-            *partition_args,
-        ]
+        command = materialize_command(*partition_args)
         started = time.monotonic()
         with tempfile.TemporaryFile() as stderr:
             process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=stderr)

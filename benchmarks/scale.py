@@ -26,6 +26,7 @@ from pathlib import Path
 
 from benchmarks.duckdb_reference import compare
 from benchmarks.pipeline import report, run_once
+from crypto_assets.cli import materialize_command
 from crypto_assets.partitions import HOUR, current_hour, partition_key
 from crypto_assets.simulator import Simulator
 
@@ -51,19 +52,9 @@ def timed(command: list[str], env: dict[str, str] | None = None) -> float:
 def floors(repeat: int) -> tuple[float, float]:
     spark = statistics.median(timed([sys.executable, "-c", SPARK_FLOOR]) for _ in range(repeat))
     with tempfile.TemporaryDirectory(prefix="crypto_noop_") as home:
-        noop = [
-            sys.executable,
-            "-m",
-            "dagster",
-            "asset",
-            "materialize",
-            "-m",
-            "benchmarks.noop",
-            "--select",
-            "noop",
-            "--partition",
-            partition_key(current_hour()),
-        ]
+        noop = materialize_command(
+            "--partition", partition_key(current_hour()), select="noop", module="benchmarks.noop"
+        )
         cli = statistics.median(timed(noop, {"DAGSTER_HOME": home}) for _ in range(repeat))
     print(f"{'floor: bare Spark start+stop':34s} {spark:6.1f}s")
     print(f"{'floor: no-op CLI materialize':34s} {cli:6.1f}s")

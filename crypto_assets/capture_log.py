@@ -69,9 +69,7 @@ class Appended:
         if capture.source == SNAPSHOT:
             self.snapshot_texts += rows.column("record_json").to_pylist()
             return
-        coins = dict.fromkeys(
-            e["coin"]["id"] for e in capture.manifest["files"] if e["kind"] == "history" and e.get("part", 1) == part
-        )
+        coins = dict.fromkeys(e["coin"]["id"] for e in capture.files_of(part))  # a history part: coins' chunks
         present = rows.group_by("coin_id").aggregate([("ingest_hour", "list")])
         hours_of = dict(zip(present.column("coin_id").to_pylist(), present.column("ingest_hour_list").to_pylist()))
         for coin in coins:

@@ -109,10 +109,14 @@ class Capture:
         """How many Bronze commits its rows take (captures landed before parts existed: one)."""
         return self.manifest.get("parts", 1)
 
+    def files_of(self, part: int) -> list[dict]:
+        """The manifest entries of the files that make part ``part``'s rows (``universe`` pages make none)."""
+        return [e for e in self.manifest["files"] if e.get("part", 1) == part and e["kind"] != "universe"]
+
     def part_rows(self, part: int, landing: Landing) -> pa.Table:
         """The Bronze rows of one part (without ``ingest_date``, which the lakehouse derives),
         built from its landing files."""
-        entries = [e for e in self.manifest["files"] if e.get("part", 1) == part and e["kind"] != "universe"]
+        entries = self.files_of(part)
         if self.source == SNAPSHOT:
             tables = [_snapshot_rows(self, entry, landing.read(self.capture_id, entry["name"])) for entry in entries]
         else:
@@ -238,9 +242,10 @@ def _points(body: dict, name: str) -> tuple[np.ndarray, np.ndarray]:
 def _value_at(series: tuple[np.ndarray, np.ndarray], ms: np.ndarray) -> pa.Array:
     """The series' value at each of ``ms`` (null where it has none), as JSON number texts."""
     stamps, values = series
-    at = np.minimum(np.searchsorted(stamps, ms), max(len(stamps) - 1, 0))
-    found = (at < len(stamps)) & (stamps[at] == ms) if len(stamps) else np.zeros(len(ms), bool)
-    return pc.cast(pa.array(values[at] if len(stamps) else np.zeros(len(ms)), mask=~found), pa.string())
+    if not len(stamps):
+        return pa.nulls(len(ms), pa.string())
+    at = np.minimum(np.searchsorted(stamps, ms), len(stamps) - 1)  # the first stamp >= ms, or the last
+    return pc.cast(pa.array(values[at], mask=stamps[at] != ms), pa.string())
 
 
 def _history_rows(capture: Capture, entry: dict, body: bytes, taken: dict[str, np.ndarray]) -> pa.Table | None:

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
+from crypto_assets.cli import materialize_command
 from crypto_assets.partitions import HOUR, current_hour, hour_label, partition_key
 from crypto_assets.resources.lakehouse import LakehouseResource, rows_per_hour
 from crypto_assets.resources.warehouse import WarehouseResource, mask_password
@@ -27,20 +27,7 @@ INFO_LOGS = '{"loggers": {"console": {"config": {"log_level": "INFO"}}}}'
 
 
 def materialize(partition_args: list[str], env: dict[str, str]) -> None:
-    command = [
-        sys.executable,
-        "-m",
-        "dagster",
-        "asset",
-        "materialize",
-        "-m",
-        "crypto_assets.definitions",
-        "--select",
-        "*",
-        *partition_args,
-        "--config-json",
-        INFO_LOGS,
-    ]
+    command = materialize_command(*partition_args, "--config-json", INFO_LOGS)
     print("$", " ".join(command[2:]), flush=True)
     started = time.monotonic()
     subprocess.run(command, env=env, check=True)

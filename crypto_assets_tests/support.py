@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from contextlib import contextmanager
@@ -18,6 +17,7 @@ import pyodbc
 import pytest
 
 from crypto_assets import star_schema as star
+from crypto_assets.cli import materialize_command
 from crypto_assets.resources.lakehouse import LakehouseResource
 from crypto_assets.resources.warehouse import WarehouseResource
 from crypto_assets.tables import ALL_TABLES
@@ -113,21 +113,6 @@ CAPTURE_METADATA = {
     "payload_sha256",
     "http_status",
 }
-
-
-def materialize_command(*args: str, select: str = "*") -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "dagster",
-        "asset",
-        "materialize",
-        "-m",
-        "crypto_assets.definitions",
-        "--select",
-        select,
-        *args,
-    ]
 
 
 def materialize(

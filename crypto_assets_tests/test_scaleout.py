@@ -76,20 +76,33 @@ def test_a_local_lake_through_spark_connect(still_simulator, reference_run, conn
     assert_identical(got, reference_run)
 
 
-def test_an_unreachable_object_store_fails_before_any_api_call_without_secrets(simulator, s3, tmp_path):
-    secret = "wrong-secret-0f1e2d3c"
-    env = pipeline_env(
+def refused_before_any_api_call(simulator, folder, lake_root: str, select: str = "key:raw_data/*", **env) -> str:
+    """Run the last hour against ``lake_root``: the run must fail without calling the API. Its output."""
+    run_env = pipeline_env(
         simulator.base_url,
-        tmp_path / "home",
-        "s3://lake-nowhere/lake",
-        f"DRIVER={{SQLite3}};Database={tmp_path / 'wh.sqlite'};BigInt=1",
+        folder / "home",
+        lake_root,
+        f"DRIVER={{SQLite3}};Database={folder / 'wh.sqlite'};BigInt=1",
         REFERENCE_COINS,
-        **{**s3, "AWS_ENDPOINT_URL": "http://127.0.0.1:9", "AWS_SECRET_ACCESS_KEY": secret},
+        **env,
     )
     before = simulator.request_count
-    failed = materialize(env, "--partition", partition_key(current_hour() - HOUR), expect_success=False)
-    output = failed.stdout + failed.stderr
+    failed = materialize(
+        run_env, "--partition", partition_key(current_hour() - HOUR), select=select, expect_success=False
+    )
     assert failed.returncode != 0 and simulator.request_count == before
+    return failed.stdout + failed.stderr
+
+
+def test_an_unreachable_object_store_fails_before_any_api_call_without_secrets(simulator, s3, tmp_path):
+    secret = "wrong-secret-0f1e2d3c"
+    output = refused_before_any_api_call(
+        simulator,
+        tmp_path,
+        "s3://lake-nowhere/lake",
+        select="*",
+        **{**s3, "AWS_ENDPOINT_URL": "http://127.0.0.1:9", "AWS_SECRET_ACCESS_KEY": secret},
+    )
     assert "the lake at s3://lake-nowhere/lake (S3, bucket 'lake-nowhere'; CRYPTO_LAKE_ROOT) is not reachable" in output
     assert "check AWS_ENDPOINT_URL" in output and secret not in output
 
@@ -97,20 +110,12 @@ def test_an_unreachable_object_store_fails_before_any_api_call_without_secrets(s
 def test_wrong_credentials_fail_before_any_api_call_naming_what_to_check(simulator, tmp_path):
     secret = "wrong-secret-9a8b7c6d"
     with s3_server(tmp_path, checks_credentials=True) as store:
-        env = pipeline_env(
-            simulator.base_url,
-            tmp_path / "home",
+        output = refused_before_any_api_call(
+            simulator,
+            tmp_path,
             "s3://lake-locked/lake",
-            f"DRIVER={{SQLite3}};Database={tmp_path / 'wh.sqlite'};BigInt=1",
-            REFERENCE_COINS,
             **{**store, "AWS_ACCESS_KEY_ID": "AKIAWRONGKEY", "AWS_SECRET_ACCESS_KEY": secret},
         )
-        before = simulator.request_count
-        failed = materialize(
-            env, "--partition", partition_key(current_hour() - HOUR), select="key:raw_data/*", expect_success=False
-        )
-    output = failed.stdout + failed.stderr
-    assert failed.returncode != 0 and simulator.request_count == before
     assert "the lake at s3://lake-locked/lake (S3, bucket 'lake-locked'; CRYPTO_LAKE_ROOT) is not reachable" in output
     assert "the store refused the credentials (403 Forbidden)" in output
     assert "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY" in output and secret not in output
@@ -124,17 +129,5 @@ def test_wrong_credentials_fail_before_any_api_call_naming_what_to_check(simulat
     ],
 )
 def test_a_lake_root_that_is_no_lake_is_refused_before_any_api_call(simulator, tmp_path, root, shown):
-    env = pipeline_env(
-        simulator.base_url,
-        tmp_path / "home",
-        root,
-        f"DRIVER={{SQLite3}};Database={tmp_path / 'wh.sqlite'};BigInt=1",
-        REFERENCE_COINS,
-    )
-    before = simulator.request_count
-    failed = materialize(
-        env, "--partition", partition_key(current_hour() - HOUR), select="key:raw_data/*", expect_success=False
-    )
-    output = failed.stdout + failed.stderr
-    assert failed.returncode != 0 and simulator.request_count == before
+    output = refused_before_any_api_call(simulator, tmp_path, root)
     assert f"CRYPTO_LAKE_ROOT={shown!r}" in output and "pa55word" not in output
