@@ -8,6 +8,7 @@ capture before either has committed: the race is forced, not left to timing.
 from __future__ import annotations
 
 import subprocess
+import time
 
 import pytest
 from dagster import DagsterInstance
@@ -16,7 +17,7 @@ from crypto_assets.assets.bronze import COINGECKO_POOL
 from crypto_assets.partitions import HOUR, current_hour, partition_key
 from crypto_assets.resources.lakehouse import LakehouseResource
 from crypto_assets.tables import BRONZE, SILVER
-from support import POOLED_INSTANCE, materialize_command, pipeline_env, star_content
+from support import POOLED_INSTANCE, kill_tree, materialize_command, pipeline_env, star_content, start_in_own_group
 
 COINS = 30
 pytestmark = pytest.mark.usefixtures("hour_settled")
@@ -66,7 +67,7 @@ def test_two_instances_capturing_one_hour_at_once_keep_both_captures(simulator, 
     assert len(star_content(odbc)["fact_market_snapshot"]) == COINS
 
 
-def test_two_runs_of_one_instance_take_turns_at_the_api(simulator, tmp_path, slow_markets):
+def test_two_runs_of_one_instance_take_turns_at_the_api(simulator, tmp_path):
     now = current_hour()
     home = tmp_path / "home"
     home.mkdir()
@@ -79,9 +80,37 @@ def test_two_runs_of_one_instance_take_turns_at_the_api(simulator, tmp_path, slo
         instance.event_log_storage.set_concurrency_slots(COINGECKO_POOL, 1)
     lake_root, odbc = tmp_path / "lake", f"DRIVER={{SQLite3}};Database={tmp_path / 'wh.sqlite'};BigInt=1"
     env = pipeline_env(simulator.base_url, home, lake_root, odbc, COINS)
-    outputs = run_together([env, env], now, select="key:raw_data/*")  # the API is Bronze's alone
+    command = materialize_command("--partition", partition_key(now), select="key:raw_data/*")  # the API is Bronze's
 
-    # the coingecko pool let one Bronze step call the API; the other waited, then re-used its capture
-    assert sum("blocked by limit for pool coingecko" in output for output in outputs) == 1
+    # The first run holds the pool's slot while its snapshot request waits; the second starts only
+    # then, so it meets the held slot whatever the machine's load (not a race left to timing).
+    already = simulator.request_count
+    simulator.inject("slow", delay=25)
+    first = start_in_own_group(command, env, tmp_path / "first.log")
+    try:
+        deadline = time.monotonic() + 120
+        while not markets_calls_since(simulator, already):
+            assert first.poll() is None and time.monotonic() < deadline, (tmp_path / "first.log").read_text()[-6000:]
+            time.sleep(0.2)
+        second = start_in_own_group(command, env, tmp_path / "second.log")
+        try:
+            codes = [second.wait(timeout=600), first.wait(timeout=600)]
+        finally:
+            kill_tree(second)
+    finally:
+        kill_tree(first)
+        simulator.clear_faults()
+    outputs = [(tmp_path / f"{name}.log").read_text() for name in ("first", "second")]
+    assert codes == [0, 0], outputs[1][-6000:] + outputs[0][-6000:]
+
+    # the coingecko pool kept the second Bronze step waiting; it then re-used the first one's capture
+    assert "blocked by limit for pool coingecko" in outputs[1], outputs[1][-6000:]
     bronze = LakehouseResource(root=str(lake_root)).read_window_arrow(BRONZE, now, now + HOUR)
     assert len(set(bronze.column("capture_id").to_pylist())) == 1 and len(bronze) == COINS
+    assert len(markets_calls_since(simulator, already)) == 1
+
+
+def markets_calls_since(simulator, count: int) -> list[dict]:
+    """The snapshot requests the simulator answered after its first ``count`` requests."""
+    newer = simulator.requests[len(simulator.requests) - (simulator.request_count - count) :]
+    return [request for request in newer if "/coins/markets" in request["path"]]
