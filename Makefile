@@ -49,10 +49,12 @@ test: OS_PACKAGES += chromium chromium-driver
 test: setup lint
 	$(PY) -m pytest
 
-# ruff: lint (pyflakes' defects, sorted imports) and the formatter's style, as CI enforces them.
+# ruff: lint (pyflakes' defects, sorted imports) and the formatter's style; mypy: the package's
+# types (pyproject.toml says what and how strictly). CI enforces all three.
 lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
 
 fmt: setup
 	$(VENV)/bin/ruff check --fix .

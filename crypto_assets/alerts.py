@@ -1,4 +1,4 @@
-"""Alerts: a failed run posts a Slack-compatible message to ``CRYPTO_ALERT_WEBHOOK_URL``.
+"""Alerts: a failed run posts a Slack-compatible message to the alert webhook.
 
 A blocking asset check that fails (ERROR severity) fails its step and so the run: the same
 sensor reports it, naming each failed check with its metadata (the hours it found wrong).
@@ -12,7 +12,6 @@ import json
 import re
 from dataclasses import dataclass, field
 
-import requests
 from dagster import (
     AssetKey,
     DagsterEventType,
@@ -24,39 +23,13 @@ from dagster import (
 )
 
 from crypto_assets.partitions import hour_label, hour_of_key
-from crypto_assets.resources.warehouse import mask_password
-from crypto_assets.settings import env
+from crypto_assets.redaction import scrub
+from crypto_assets.resources.alert_webhook import AlertWebhookResource
 
-WEBHOOK_ENV = "CRYPTO_ALERT_WEBHOOK_URL"
-# Environment variables whose values are secrets wherever they appear (the object stores' too).
-SECRET_ENVS = (
-    "COINGECKO_API_KEY",
-    WEBHOOK_ENV,
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_SESSION_TOKEN",
-    "AZURE_STORAGE_ACCOUNT_KEY",
-    "AZURE_STORAGE_SAS_TOKEN",
-    "AZURE_CLIENT_SECRET",
-)
 MAX_ERROR_CHARS = 1500
 MAX_METADATA_CHARS = 400
 
 _QUALIFIED_CLASS = re.compile(r"^(?:\w+\.)+(\w+: )")
-_KEY_PARAM = re.compile(r"(?i)(x[-_]cg[-_](?:demo|pro)[-_]api[-_]key[\"']?\s*[:=]\s*[\"']?)[^\s\"'&,;}]+")
-
-
-class AlertDeliveryError(Exception):
-    """The webhook refused or did not answer; the message says how, never where."""
-
-
-def scrub(text: str) -> str:
-    """``text`` without anything that looks like a secret of this platform."""
-    for name in SECRET_ENVS:
-        value = env(name, "")
-        if len(value) >= 4:
-            text = text.replace(value, "***")
-    text = mask_password(text, env("CRYPTO_WAREHOUSE_ODBC", ""))
-    return _KEY_PARAM.sub(r"\1***", text)
 
 
 @dataclass
@@ -115,7 +88,7 @@ def _step_assets(instance: DagsterInstance, run: DagsterRun, step_keys: set[str]
     snapshot = (
         instance.get_execution_plan_snapshot(run.execution_plan_snapshot_id) if run.execution_plan_snapshot_id else None
     )
-    keys = set()
+    keys: set[AssetKey] = set()
     for step in snapshot.steps if snapshot else []:
         if step.key in step_keys:
             keys.update(out.properties.asset_key for out in step.outputs if out.properties and out.properties.asset_key)
@@ -128,18 +101,24 @@ def _compact(metadata) -> str:
     return text if len(text) <= MAX_METADATA_CHARS else text[: MAX_METADATA_CHARS - 3] + "..."
 
 
-def describe_failed_run(instance: DagsterInstance, run: DagsterRun, run_failure_message: str = "") -> RunAlert:
+def describe_failed_run(
+    instance: DagsterInstance, run: DagsterRun, run_failure_message: str = "", run_url: str | None = None
+) -> RunAlert:
     """What went wrong in ``run``, from its event log: failed steps, their errors, failed checks."""
     records = instance.all_logs(
         run.run_id, of_type={DagsterEventType.STEP_FAILURE, DagsterEventType.ASSET_CHECK_EVALUATION}
     )
-    errors, failed_steps, checks = [], set(), []
+    errors: list[str] = []
+    failed_steps: set[str] = set()
+    checks: list[FailedCheck] = []
     for record in records:
         event = record.dagster_event
-        if event.event_type == DagsterEventType.STEP_FAILURE:
+        if event is None:
+            continue
+        if event.event_type == DagsterEventType.STEP_FAILURE and event.step_key:
             failed_steps.add(event.step_key)
             errors.append(f"{event.step_key}: {_error_text(event.step_failure_data.error)}")
-        else:
+        elif event.event_type == DagsterEventType.ASSET_CHECK_EVALUATION:
             evaluation = event.asset_check_evaluation_data
             if not evaluation.passed:
                 checks.append(
@@ -165,14 +144,8 @@ def describe_failed_run(instance: DagsterInstance, run: DagsterRun, run_failure_
         [key.to_user_string() for key in assets],
         error,
         checks,
-        _run_url(run.run_id),
+        run_url,
     )
-
-
-def _run_url(run_id: str) -> str | None:
-    """A link to the run in the UI, when ``CRYPTO_DAGSTER_UI_URL`` says where the UI is."""
-    base = env("CRYPTO_DAGSTER_UI_URL", "").rstrip("/")
-    return f"{base}/runs/{run_id}" if base else None
 
 
 def _scrubbed(value):
@@ -217,28 +190,20 @@ def slack_message(alert: RunAlert) -> dict:
     return _scrubbed({"text": f"{headline}: {summary}", "blocks": blocks})
 
 
-def post_alert(url: str, payload: dict, timeout: float = 10.0) -> None:
-    try:
-        response = requests.post(url, json=payload, timeout=timeout)
-    except requests.RequestException as error:
-        raise AlertDeliveryError(f"alert webhook unreachable: {type(error).__name__}") from None
-    if response.status_code >= 300:
-        raise AlertDeliveryError(f"alert webhook answered HTTP {response.status_code}: {scrub(response.text[:200])}")
-
-
 @run_failure_sensor(
     name="crypto_run_failure_alert",
-    description=f"Posts every failed run (failed blocking checks included) to {WEBHOOK_ENV}.",
+    description="Posts every failed run (failed blocking checks included) to the alert webhook.",
     default_status=DefaultSensorStatus.RUNNING,
     # Every run of the instance, including `dagster asset materialize` runs, which carry no
     # code-location origin and would otherwise not match.
     monitor_all_code_locations=True,
 )
-def run_failure_alert(context: RunFailureSensorContext):
-    url = env(WEBHOOK_ENV)
-    if not url:
-        context.log.info("%s is not set: run %s failed, no alert sent", WEBHOOK_ENV, context.dagster_run.run_id)
+def run_failure_alert(context: RunFailureSensorContext, alert_webhook: AlertWebhookResource):
+    run = context.dagster_run
+    if not alert_webhook.url:
+        context.log.info("CRYPTO_ALERT_WEBHOOK_URL is not set: run %s failed, no alert sent", run.run_id)
         return
-    alert = describe_failed_run(context.instance, context.dagster_run, context.failure_event.message or "")
-    post_alert(url, slack_message(alert))
+    message = context.failure_event.message or ""
+    alert = describe_failed_run(context.instance, run, message, alert_webhook.run_url(run.run_id))
+    alert_webhook.post(slack_message(alert))
     context.log.info("alert sent for run %s (%s)", alert.run_id, ", ".join(alert.assets))

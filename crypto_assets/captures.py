@@ -142,17 +142,18 @@ class CaptureLanding:
         coins_per_part: int = COINS_PER_PART,
     ):
         self.landing, self.capture_id, self.coins_per_part = landing, capture_id, coins_per_part
+        self.files: list[dict] = []
         self.manifest = {
             "source": source,
             "run_id": run_id,
             "vs_currency": vs_currency,
             "hours": [iso_utc(hour) for hour in hours],
-            "files": [],
+            "files": self.files,
         }
 
     def add(self, name: str, page: ApiPage, kind: str, part: int = 1, coin: dict | None = None) -> None:
         self.landing.put(self.capture_id, name, page.body)
-        self.manifest["files"].append(_file_entry(name, page, kind, part, coin))
+        self.files.append(_file_entry(name, page, kind, part, coin))
 
     def add_coin(self, number: int, coin: dict, pages: list[ApiPage]) -> None:
         """The ``number``-th coin's (0-based) history chunks, in the part it falls in."""
@@ -164,7 +165,7 @@ class CaptureLanding:
 
     def finish(self) -> Capture:
         """Write the manifest: from now on the capture exists."""
-        parts = max((entry["part"] for entry in self.manifest["files"]), default=1)
+        parts = max((entry["part"] for entry in self.files), default=1)
         manifest = {**self.manifest, "parts": parts}
         self.landing.put_manifest(self.capture_id, manifest)
         return Capture(self.capture_id, manifest)

@@ -12,7 +12,7 @@ import os
 import time
 from pathlib import Path
 
-from crypto_assets.settings import env
+from crypto_assets.settings import value
 
 POINTS = (
     "bronze.landed", "bronze.committed", "silver.committed", "quarantine.committed",
@@ -23,8 +23,8 @@ POINTS = (
 def reached(point: str) -> None:
     if point not in POINTS:
         raise ValueError(f"unknown crash point {point!r}")
-    if env("CRYPTO_PAUSE_AT") != point:
+    if value("CRYPTO_PAUSE_AT") != point:
         return
-    Path(env("CRYPTO_PAUSE_MARKER", "crypto-paused")).write_text(f"{point} {os.getpid()}\n")
+    Path(value("CRYPTO_PAUSE_MARKER")).write_text(f"{point} {os.getpid()}\n")
     while True:  # until the test kills the process tree
         time.sleep(1)

@@ -1,11 +1,11 @@
-"""The one Definitions object: assets, resources from the environment (DESIGN §5), job and schedule."""
+"""The one Definitions object: assets, resources from the settings table, jobs, schedules, sensor."""
 
 from __future__ import annotations
 
 from dagster import (
+    AssetsDefinition,
     AssetSelection,
     Definitions,
-    EnvVar,
     build_schedule_from_partitioned_job,
     define_asset_job,
     in_process_executor,
@@ -16,21 +16,22 @@ from crypto_assets.alerts import run_failure_alert
 from crypto_assets.assets import bronze, gold, silver, warehouse
 from crypto_assets.maintenance import maintenance_job, maintenance_schedule
 from crypto_assets.partitions import hourly_partitions
+from crypto_assets.resources.alert_webhook import AlertWebhookResource
 from crypto_assets.resources.coingecko import CoinGeckoResource
 from crypto_assets.resources.lakehouse import LakehouseResource
 from crypto_assets.resources.spark import SparkResource
-from crypto_assets.resources.warehouse import DEFAULT_ODBC, WarehouseResource
-from crypto_assets.settings import env, number_env
-
-
-def _secret(name: str, default: str | None = None):
-    """An EnvVar when set, so Dagster reads the value at run time and never shows it."""
-    return EnvVar(name) if env(name) else default
-
+from crypto_assets.resources.warehouse import WarehouseResource
+from crypto_assets.settings import resource_config
 
 assets = load_assets_from_modules([bronze, silver, gold, warehouse])
 # The assets computed with Spark (their kind says so): a run selecting one starts Spark early.
-SPARK_ASSET_KEYS = [spec.key for definition in assets for spec in definition.specs if "spark" in spec.kinds]
+SPARK_ASSET_KEYS = [
+    spec.key
+    for definition in assets
+    if isinstance(definition, AssetsDefinition)
+    for spec in definition.specs
+    if "spark" in spec.kinds
+]
 
 # Every asset of the graph, for one hour or a range of hours, in one process: one Spark
 # session (one JVM) per run instead of one per step.
@@ -46,25 +47,13 @@ hourly_job = define_asset_job(
 
 hourly_schedule = build_schedule_from_partitioned_job(hourly_job, minute_of_hour=5)
 
+# Each resource's settable fields come from the settings table (crypto_assets/settings.py).
 resources = {
-    "coingecko": CoinGeckoResource(
-        api_key=_secret("COINGECKO_API_KEY"),
-        plan=env("COINGECKO_PLAN", "demo"),
-        base_url=env("COINGECKO_BASE_URL"),
-        coins_limit=number_env("CRYPTO_COINS_LIMIT", 250, words={"all": None}),  # None: every coin listed
-        calls_per_minute=number_env("COINGECKO_CALLS_PER_MINUTE", None, float),
-    ),
-    "spark": SparkResource(
-        master=env("SPARK_MASTER", "local[*]"),
-        remote=env("SPARK_REMOTE"),
-        driver_memory=env("SPARK_DRIVER_MEMORY", "2g"),
-        prewarm_for=[key.to_user_string() for key in SPARK_ASSET_KEYS],
-    ),
-    "lakehouse": LakehouseResource(
-        root=env("CRYPTO_LAKE_ROOT", "./data/lake"),
-        slice_hours=number_env("CRYPTO_SLICE_HOURS", 168, what="number of hours"),
-    ),
-    "warehouse": WarehouseResource(odbc_connection_string=_secret("CRYPTO_WAREHOUSE_ODBC", DEFAULT_ODBC)),
+    "coingecko": CoinGeckoResource(**resource_config("coingecko")),
+    "spark": SparkResource(**resource_config("spark"), prewarm_for=[key.to_user_string() for key in SPARK_ASSET_KEYS]),
+    "lakehouse": LakehouseResource(**resource_config("lakehouse")),
+    "warehouse": WarehouseResource(**resource_config("warehouse")),
+    "alert_webhook": AlertWebhookResource(**resource_config("alert_webhook")),
 }
 
 defs = Definitions(

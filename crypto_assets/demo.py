@@ -16,6 +16,7 @@ from crypto_assets.cli import materialize_command
 from crypto_assets.partitions import HOUR, current_hour, hour_label, partition_key
 from crypto_assets.resources.lakehouse import LakehouseResource, rows_per_hour
 from crypto_assets.resources.warehouse import WarehouseResource, mask_password
+from crypto_assets.settings import value
 from crypto_assets.simulator import Simulator
 from crypto_assets.tables import ALL_TABLES
 
@@ -43,12 +44,12 @@ def print_counts(env: dict[str, str], start, end) -> None:
         print(f"  {table.path:45s} " + "  ".join(f"{n:5d}" for n in counts.values()))
     warehouse = WarehouseResource(odbc_connection_string=env["CRYPTO_WAREHOUSE_ODBC"])
     print("\nWarehouse rows for those hours:")
-    for table, n in warehouse.window_counts(start, end).items():
-        print(f"  {table:45s} {n:5d}")
+    for name, n in warehouse.window_counts(start, end).items():
+        print(f"  {name:45s} {n:5d}")
 
 
 def main() -> None:
-    data = Path(os.environ.get("CRYPTO_DEMO_DATA", "./data")).absolute()
+    data = Path(value("CRYPTO_DEMO_DATA")).absolute()
     home = Path(os.environ.get("DAGSTER_HOME", data / "dagster_home"))
     home.mkdir(parents=True, exist_ok=True)
     if not (home / "dagster.yaml").exists():

@@ -7,8 +7,9 @@ two never conflict. A late hour written into a closed day while it is being comp
 one real race: whichever commits second re-plans on the fresh snapshot (the writer recomputes,
 the compaction is retried). Compaction is a new Delta version: readers of an older snapshot keep
 their files until vacuum removes files unreferenced for longer than the retention
-(``CRYPTO_VACUUM_RETENTION_HOURS``, default 168 = 7 days, Delta's own default), so only
-snapshots older than that (and time travel to them) are affected.
+(run config ``vacuum_retention_hours``, defaulting to ``CRYPTO_VACUUM_RETENTION_HOURS``, 168 =
+7 days, Delta's own default), so only snapshots older than that (and time travel to them) are
+affected.
 """
 
 from datetime import datetime, timezone
@@ -16,6 +17,7 @@ from datetime import datetime, timezone
 import obstore
 from dagster import (
     AssetObservation,
+    Config,
     DefaultScheduleStatus,
     MetadataValue,
     OpExecutionContext,
@@ -26,22 +28,20 @@ from dagster import (
 )
 from deltalake import DeltaTable
 from deltalake.exceptions import CommitFailedError
+from pydantic import Field
 
 from crypto_assets.resources import lake_files
 from crypto_assets.resources.lakehouse import REPLAN_ATTEMPTS, LakehouseResource
-from crypto_assets.settings import number_env
+from crypto_assets.settings import value
 from crypto_assets.tables import ALL_TABLES, LakeTable
 
-RETENTION_ENV = "CRYPTO_VACUUM_RETENTION_HOURS"
-DEFAULT_RETENTION_HOURS = 168
 
-
-def vacuum_retention_hours() -> int:
-    """The vacuum retention from the environment, with an error naming the variable."""
-    hours = number_env(RETENTION_ENV, DEFAULT_RETENTION_HOURS, what="number of hours")
-    if hours < 0:
-        raise ValueError(f"{RETENTION_ENV} must be 0 or more hours, not {hours}")
-    return hours
+class UpkeepConfig(Config):
+    vacuum_retention_hours: int = Field(
+        default=value("CRYPTO_VACUUM_RETENTION_HOURS"),
+        ge=0,
+        description="Old Delta versions younger than this stay readable (CRYPTO_VACUUM_RETENTION_HOURS).",
+    )
 
 
 def _files_on_disk(uri: str) -> int:
@@ -55,6 +55,7 @@ def compact_closed_days(
     """Compact the days before ``today``, retried on a fresh snapshot if a late write won the race."""
     for attempt in range(1, REPLAN_ATTEMPTS + 1):
         delta = lakehouse.delta_table(table)
+        assert delta is not None, table.path  # the caller skips tables not created yet
         try:
             return delta, delta.optimize.compact(partition_filters=[("ingest_date", "<", today)])
         except CommitFailedError as error:
@@ -67,8 +68,8 @@ def compact_closed_days(
 
 
 @op(description="Compact closed days and vacuum unreferenced files of every lakehouse Delta table.")
-def compact_and_vacuum_tables(context: OpExecutionContext, lakehouse: LakehouseResource):
-    retention = vacuum_retention_hours()
+def compact_and_vacuum_tables(context: OpExecutionContext, config: UpkeepConfig, lakehouse: LakehouseResource):
+    retention = config.vacuum_retention_hours
     today = datetime.now(timezone.utc).strftime("%Y-%m-%d")
     summary = {}
     for table in ALL_TABLES:

@@ -12,14 +12,13 @@ from datetime import datetime, timedelta, timezone
 
 from dagster import HourlyPartitionsDefinition
 
-from crypto_assets.settings import env
+from crypto_assets.settings import value
 
 HOUR = timedelta(hours=1)
 PARTITION_KEY_FORMAT = "%Y-%m-%d-%H:%M"
-DEFAULT_START = "2026-01-01-00:00"
 
 hourly_partitions = HourlyPartitionsDefinition(
-    start_date=env("CRYPTO_PARTITIONS_START", DEFAULT_START),
+    start_date=value("CRYPTO_PARTITIONS_START"),
     end_offset=1,
     timezone="UTC",
 )
@@ -39,6 +38,11 @@ def naive_utc(moment: datetime) -> datetime:
 def iso_utc(moment: datetime) -> str:
     """``moment`` as ISO-8601 UTC with microseconds, as manifests record times."""
     return as_utc(moment).isoformat(timespec="microseconds")
+
+
+def iso_utc_seconds(moment: datetime) -> str:
+    """``moment`` as ``YYYY-MM-DDTHH:MM:SSZ``, as Delta predicates and commit metadata name hours."""
+    return as_utc(moment).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def floor_hour(moment: datetime) -> datetime:

@@ -1,4 +1,4 @@
-"""The SQL star schema (DESIGN §4): table definitions, dialect-free, and the pure logic that
+"""The SQL star schema (docs/design.md §4): table definitions, dialect-free, and the pure logic that
 turns Silver/Gold Arrow tables into dimension and fact rows.
 
 Nothing here talks to a database, so the SCD2 rules can be reasoned about (and tested) on
@@ -56,6 +56,13 @@ class StarTable:
     @property
     def column_names(self) -> list[str]:
         return [c.name for c in self.columns]
+
+    @property
+    def source_table(self) -> LakeTable:
+        """The lakehouse table a fact is loaded from; a dimension has none (it is derived)."""
+        if self.source is None:
+            raise ValueError(f"{self.name} is a dimension: it is not loaded from one lakehouse table")
+        return self.source
 
     @property
     def has_coin(self) -> bool:
@@ -195,7 +202,7 @@ FACTS = (
     FACT_MARKET_TRENDS,
 )
 STAR_TABLES = (*DIMENSIONS, *FACTS)
-FACT_BY_SOURCE = {fact.source.name: fact for fact in FACTS}
+FACT_BY_SOURCE = {fact.source_table.name: fact for fact in FACTS}
 
 
 # --- time -------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Names and Arrow schemas of the lakehouse tables (DESIGN §4): the contract between layers.
+"""Names and Arrow schemas of the lakehouse tables (docs/design.md §4): the contract between layers.
 
 Every table has ``ingest_hour`` (UTC start of the hour) and ``ingest_date`` (its date, the
 Delta partition column, so a window read touches only the days it needs). No column varies

@@ -18,9 +18,11 @@ from dagster import (
     materialize,
 )
 
-from crypto_assets.alerts import WEBHOOK_ENV, AlertDeliveryError, run_failure_alert, scrub
+from crypto_assets.alerts import run_failure_alert
 from crypto_assets.assets.bronze import bronze_coingecko_markets
 from crypto_assets.partitions import HOUR, current_hour, hour_label, hourly_partitions, partition_key
+from crypto_assets.redaction import scrub
+from crypto_assets.resources.alert_webhook import AlertDeliveryError, AlertWebhookResource
 from crypto_assets.resources.coingecko import CoinGeckoResource
 from crypto_assets.resources.lakehouse import LakehouseResource
 from crypto_assets.simulator import Simulator
@@ -60,18 +62,18 @@ class Receiver:
 @pytest.fixture
 def receiver(monkeypatch):
     server = Receiver()
-    monkeypatch.setenv(WEBHOOK_ENV, server.url)
-    monkeypatch.setenv("COINGECKO_API_KEY", API_KEY)
+    monkeypatch.setenv("COINGECKO_API_KEY", API_KEY)  # a secret of the deployment, to be scrubbed
     yield server
     server.close()
 
 
-def evaluate_sensor(instance: DagsterInstance, result) -> None:
+def evaluate_sensor(instance: DagsterInstance, result, webhook: AlertWebhookResource) -> None:
     context = build_run_status_sensor_context(
         sensor_name=run_failure_alert.name,
         dagster_event=result.get_run_failure_event(),
         dagster_instance=instance,
         dagster_run=result.dagster_run,
+        resources={"alert_webhook": webhook},
     ).for_run_failure()
     run_failure_alert(context)
 
@@ -99,7 +101,7 @@ def test_a_bronze_failure_posts_run_asset_hour_and_error_without_the_key(receive
             },
         )
     assert not result.success
-    evaluate_sensor(instance, result)
+    evaluate_sensor(instance, result, AlertWebhookResource(url=receiver.url))
 
     assert len(receiver.bodies) == 1
     body = receiver.bodies[0]
@@ -112,9 +114,8 @@ def test_a_bronze_failure_posts_run_asset_hour_and_error_without_the_key(receive
     assert body["blocks"][0]["type"] == "header"
 
 
-def test_a_failed_blocking_check_is_named_with_its_hours_and_scrubbed(receiver, monkeypatch):
+def test_a_failed_blocking_check_is_named_with_its_hours_and_scrubbed(receiver):
     """A blocking check failing (with secrets in its metadata) fails the run and is alerted."""
-    monkeypatch.setenv("CRYPTO_DAGSTER_UI_URL", "http://dagster.example:3000/")
 
     @asset(
         key=["cleaned_data", "probe"],
@@ -149,7 +150,7 @@ def test_a_failed_blocking_check_is_named_with_its_hours_and_scrubbed(receiver, 
         },
     )
     assert not result.success
-    evaluate_sensor(instance, result)
+    evaluate_sensor(instance, result, AlertWebhookResource(url=receiver.url, ui_url="http://dagster.example:3000/"))
 
     text = posted_text(receiver.bodies[0])
     assert f"<http://dagster.example:3000/runs/{result.run_id}|{result.run_id}>" in text
@@ -159,8 +160,7 @@ def test_a_failed_blocking_check_is_named_with_its_hours_and_scrubbed(receiver, 
     assert "PWD=***" in text
 
 
-def test_no_webhook_configured_means_no_post_and_no_error(receiver, monkeypatch):
-    monkeypatch.delenv(WEBHOOK_ENV)
+def test_no_webhook_configured_means_no_post_and_no_error(receiver):
 
     @asset
     def broken():
@@ -168,13 +168,12 @@ def test_no_webhook_configured_means_no_post_and_no_error(receiver, monkeypatch)
 
     instance = DagsterInstance.ephemeral()
     result = materialize([broken], instance=instance, raise_on_error=False)
-    evaluate_sensor(instance, result)
+    evaluate_sensor(instance, result, AlertWebhookResource())
     assert receiver.bodies == []
 
 
-def test_a_refusing_webhook_is_an_error_that_does_not_show_the_url(monkeypatch):
+def test_a_refusing_webhook_is_an_error_that_does_not_show_the_url():
     server = Receiver(status=403)
-    monkeypatch.setenv(WEBHOOK_ENV, server.url)
 
     @asset
     def broken():
@@ -184,7 +183,7 @@ def test_a_refusing_webhook_is_an_error_that_does_not_show_the_url(monkeypatch):
     result = materialize([broken], instance=instance, raise_on_error=False)
     try:
         with pytest.raises(Exception) as caught:
-            evaluate_sensor(instance, result)
+            evaluate_sensor(instance, result, AlertWebhookResource(url=server.url))
     finally:
         server.close()
     assert isinstance(caught.value, AlertDeliveryError) or isinstance(caught.value.__cause__, AlertDeliveryError)

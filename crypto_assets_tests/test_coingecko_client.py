@@ -235,10 +235,13 @@ def test_history_older_than_90_days_is_daily(sim):
 
 
 def test_resource_validation_and_defaults():
-    with pytest.raises(ValueError, match="COINGECKO_PLAN must be 'demo' or 'pro'"):
-        CoinGeckoResource(plan="enterprise").get_client()
-    with pytest.raises(ValueError, match="CRYPTO_COINS_LIMIT"):
-        CoinGeckoResource(coins_limit=0).get_client()
+    # each field is checked where it is declared (the variables' own errors: test_settings.py)
+    with pytest.raises(ValueError, match=r"plan\n  Input should be 'demo' or 'pro'"):
+        CoinGeckoResource(plan="enterprise")
+    with pytest.raises(ValueError, match=r"coins_limit\n  Input should be greater than or equal to 1"):
+        CoinGeckoResource(coins_limit=0)
+    with pytest.raises(ValueError, match=r"calls_per_minute\n  Input should be greater than 0"):
+        CoinGeckoResource(calls_per_minute=0)
     demo = CoinGeckoResource()
     assert demo.get_client() is demo.get_client()
     assert demo.get_client().base_url == "https://api.coingecko.com/api/v3"

@@ -2,7 +2,8 @@
 
 1. Structure: docker-compose.yml, the Dockerfiles, .env.example and deploy/ are checked as
    files (every service, build, port, volume, health check, start-up order; every variable the
-   compose file uses is documented; every DESIGN §5 variable is named; no secret in an image).
+   compose file uses is documented; every setting of the settings table is passed to the code
+   server and named in .env.example; no secret in an image).
 2. Topology: the production instance (deploy/dagster.yaml, verbatim, on a fresh PostgreSQL
    database) with the same three processes the compose file runs — the user-code gRPC server,
    the daemon and the webserver — as local processes on 127.0.0.1. Runs are submitted through the
@@ -26,6 +27,7 @@ import pytest
 import yaml
 
 from crypto_assets.partitions import HOUR, current_hour, partition_key
+from crypto_assets.settings import BY_NAME, SETTINGS
 from crypto_assets.tables import ALL_TABLES
 from services import free_port
 from support import REPO, postgres_database
@@ -38,14 +40,8 @@ LOCATION = "crypto_assets"
 JOB = "crypto_hourly"
 BRONZE_KEY = "raw_data/bronze_coingecko_markets"
 
-# DESIGN §5, plus the settings definitions.py, partitions.py and the assets read.
-DESIGN_VARIABLES = {
-    "COINGECKO_API_KEY", "COINGECKO_PLAN", "COINGECKO_BASE_URL", "CRYPTO_COINS_LIMIT",
-    "CRYPTO_LAKE_ROOT", "CRYPTO_WAREHOUSE_ODBC", "SPARK_MASTER", "SPARK_REMOTE",
-}  # fmt: skip
-PACKAGE_VARIABLES = {"COINGECKO_CALLS_PER_MINUTE", "CRYPTO_PARTITIONS_START", "CRYPTO_MAX_HOURS_PER_RUN"}
-# What the code server reads; the webserver and the daemon never import the package.
-APP_VARIABLES = DESIGN_VARIABLES | PACKAGE_VARIABLES
+# What the code server reads (the settings table); the webserver and the daemon never import the package.
+APP_VARIABLES = {setting.name for setting in SETTINGS if setting.deployment}
 INSTANCE_VARIABLES = {
     "DAGSTER_POSTGRES_HOST", "DAGSTER_POSTGRES_PORT", "DAGSTER_POSTGRES_USER",
     "DAGSTER_POSTGRES_PASSWORD", "DAGSTER_POSTGRES_DB", "DAGSTER_COMPUTE_LOGS_DIR",
@@ -183,6 +179,11 @@ def test_compose_environment_is_the_public_contract(compose):
     services = compose["services"]
     user_code = service_env(services["user_code"])
     assert APP_VARIABLES | INSTANCE_VARIABLES <= set(user_code), (APP_VARIABLES | INSTANCE_VARIABLES) - set(user_code)
+    # a default the compose file gives is one the setting takes (parse raises ValueError otherwise)
+    for name in APP_VARIABLES:
+        default = re.fullmatch(r"\$\{" + name + r":-(.+)\}", user_code[name])
+        if default:
+            BY_NAME[name].parse(default.group(1))
     for name in ("dagster-webserver", "dagster-daemon"):
         env = service_env(services[name])
         assert INSTANCE_VARIABLES <= set(env), name

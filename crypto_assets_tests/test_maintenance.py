@@ -9,7 +9,8 @@ import pyarrow as pa
 import pytest
 from dagster import DagsterInstance
 
-from crypto_assets.maintenance import RETENTION_ENV, maintenance_job, maintenance_schedule, vacuum_retention_hours
+from crypto_assets import settings
+from crypto_assets.maintenance import maintenance_job, maintenance_schedule
 from crypto_assets.partitions import HOUR, current_hour
 from crypto_assets.resources import lake_files
 from crypto_assets.resources.lakehouse import LakehouseResource, replanned
@@ -62,8 +63,12 @@ def day_files(lake: LakehouseResource, day: str) -> list[str]:
     return [uri for uri in lake.delta_table(QUARANTINE).file_uris() if f"ingest_date={day}" in uri]
 
 
-def run_job(lake: LakehouseResource):
-    result = maintenance_job.execute_in_process(resources={"lakehouse": lake}, instance=DagsterInstance.ephemeral())
+def run_job(lake: LakehouseResource, **config):
+    result = maintenance_job.execute_in_process(
+        resources={"lakehouse": lake},
+        instance=DagsterInstance.ephemeral(),
+        run_config={"ops": {"compact_and_vacuum_tables": {"config": config}}},
+    )
     assert result.success
     observations = {
         event.asset_key.to_user_string(): {
@@ -75,14 +80,13 @@ def run_job(lake: LakehouseResource):
     return observations
 
 
-def test_closed_days_are_compacted_and_old_files_vacuumed(lake, monkeypatch):
-    monkeypatch.setenv(RETENTION_ENV, "0")
+def test_closed_days_are_compacted_and_old_files_vacuumed(lake):
     today = f"{current_hour():%Y-%m-%d}"
     before_rows = all_rows(lake)
     today_files = day_files(lake, today)
     assert len(day_files(lake, "2026-01-01")) == 6
 
-    observed = run_job(lake)
+    observed = run_job(lake, vacuum_retention_hours=0)
 
     stats = observed[QUARANTINE.asset_key.to_user_string()]
     assert (stats["files_before"], stats["files_after"]) == (7, 2)
@@ -94,8 +98,7 @@ def test_closed_days_are_compacted_and_old_files_vacuumed(lake, monkeypatch):
     assert SILVER.asset_key.to_user_string() not in observed, "absent tables are skipped"
 
 
-def test_default_retention_keeps_files_an_older_snapshot_reads(lake, monkeypatch):
-    monkeypatch.delenv(RETENTION_ENV, raising=False)
+def test_default_retention_keeps_files_an_older_snapshot_reads(lake):
     reader_snapshot = lake.delta_table(QUARANTINE).file_uris()
 
     stats = run_job(lake)[QUARANTINE.asset_key.to_user_string()]
@@ -136,9 +139,14 @@ def test_a_late_hour_written_into_a_day_being_compacted_is_replanned(lake):
 
 @pytest.mark.parametrize("value", ["a week", "-1", "1.5"])
 def test_a_bad_retention_names_the_variable(monkeypatch, value):
-    monkeypatch.setenv(RETENTION_ENV, value)
-    with pytest.raises(ValueError, match=RETENTION_ENV):
-        vacuum_retention_hours()
+    monkeypatch.setenv("CRYPTO_VACUUM_RETENTION_HOURS", value)
+    with pytest.raises(ValueError, match="CRYPTO_VACUUM_RETENTION_HOURS must be a whole number of at least 0"):
+        settings.value("CRYPTO_VACUUM_RETENTION_HOURS")
+
+
+def test_a_negative_retention_in_run_config_is_refused(lake):
+    with pytest.raises(ValueError, match=r"vacuum_retention_hours\n  Input should be greater than or equal to 0"):
+        run_job(lake, vacuum_retention_hours=-1)
 
 
 def test_the_schedule_runs_the_job_daily_in_utc():

@@ -21,6 +21,7 @@ import json
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Optional
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -41,7 +42,7 @@ from crypto_assets.partitions import (
     window_label,
     window_slices,
 )
-from crypto_assets.resources.coingecko import CoinGeckoError, CoinGeckoResource
+from crypto_assets.resources.coingecko import CoinGeckoError, CoinGeckoResource, MarketsCapture
 from crypto_assets.resources.lakehouse import LakehouseResource, rows_per_hour
 from crypto_assets.tables import BRONZE
 from crypto_assets.transforms.silver import unknown_fields
@@ -60,8 +61,8 @@ class BronzeConfig(Config):
     )
 
 
-def unique_coins(records, limit: int) -> list[dict]:
-    """The first ``limit`` distinct coins of ``records``: objects with a non-empty string id."""
+def unique_coins(records, limit: Optional[int]) -> list[dict]:
+    """The first ``limit`` distinct coins of ``records`` (None: all): objects with a non-empty string id."""
     coins, seen = [], set()
     for record in records:
         coin_id = record.get("id") if isinstance(record, dict) else None
@@ -71,7 +72,7 @@ def unique_coins(records, limit: int) -> list[dict]:
     return coins[:limit]
 
 
-def history_universe(lakehouse: LakehouseResource, fresh_snapshot, client, limit: int):
+def history_universe(lakehouse: LakehouseResource, fresh_snapshot, client, limit: Optional[int]):
     """The coins to reconstruct: the top ``limit`` of the newest snapshot, de-duplicated.
 
     Preference: the snapshot taken in this run; else the newest snapshot in Bronze from the
@@ -101,9 +102,8 @@ def history_universe(lakehouse: LakehouseResource, fresh_snapshot, client, limit
 
 def capture_history(
     context,
-    client,
     lakehouse: LakehouseResource,
-    snapshot,
+    snapshot: Optional[MarketsCapture],
     hours: list[datetime],
     coingecko: CoinGeckoResource,
     run_id: str,
@@ -114,6 +114,7 @@ def capture_history(
     A coin the API does not know (404: delisted since the snapshot) is a recorded gap, not a
     failed run. Returns the capture, the coins not found, and metadata.
     """
+    client = coingecko.get_client()
     coins, universe_source, universe_pages = history_universe(lakehouse, snapshot, client, coingecko.coins_limit)
     landing = history_landing(lakehouse.landing, hours, coingecko.vs_currency, run_id)
     for page in universe_pages:
@@ -237,7 +238,7 @@ def bronze_coingecko_markets(
     coingecko: CoinGeckoResource,
     lakehouse: LakehouseResource,
 ) -> MaterializeResult:
-    start, end = run_window(context)
+    start, end = run_window(context, lakehouse)
     hours = hours_in(start, end)
     now_hour = current_hour()
     future = [hour for hour in hours if hour > now_hour]
@@ -273,13 +274,12 @@ def bronze_coingecko_markets(
     )
 
     # Fetch and land (bodies as they arrive, each capture's manifest last), then append.
-    client = coingecko.get_client() if snapshot_hours or history_hours else None
     fetch_started = time.monotonic()
     captures: list[Capture] = []
     metadata: dict = {}
     snapshot = None
     if snapshot_hours:
-        snapshot = client.markets(coingecko.coins_limit)
+        snapshot = coingecko.get_client().markets(coingecko.coins_limit)
         captures.append(land_snapshot(lakehouse.landing, snapshot, now_hour, coingecko.vs_currency, run_id))
         metadata.update(
             coins_requested=snapshot.requested if snapshot.requested is not None else "all",
@@ -291,7 +291,7 @@ def bronze_coingecko_markets(
     not_found: list[str] = []
     if history_hours:
         capture, not_found, history_metadata = capture_history(
-            context, client, lakehouse, snapshot, history_hours, coingecko, run_id
+            context, lakehouse, snapshot, history_hours, coingecko, run_id
         )
         captures.append(capture)
         metadata.update(history_metadata)

@@ -50,7 +50,7 @@ def audit(asset_key: AssetKey, checks: Iterable[Check[Staged]], staged: Staged) 
 
 
 def failed_blocking(results: Iterable[AssetCheckResult]) -> list[str]:
-    return [r.check_name for r in results if r.severity == AssetCheckSeverity.ERROR and not r.passed]
+    return [str(r.check_name) for r in results if r.severity == AssetCheckSeverity.ERROR and not r.passed]
 
 
 def _merge(values: list):

@@ -9,7 +9,6 @@ from dagster import AssetExecutionContext, BackfillPolicy, FreshnessPolicy, Meta
 
 from crypto_assets.partitions import hour_label
 from crypto_assets.resources.lakehouse import LakehouseResource
-from crypto_assets.settings import number_env
 from crypto_assets.tables import LakeTable
 
 # A backfill of a range of hours is one run: one Spark session, history fetched once per coin.
@@ -18,15 +17,12 @@ BACKFILL_POLICY = BackfillPolicy.single_run()
 # the hour, so a warning when one is over 15 minutes late, a failure (red in the UI) once a
 # whole hour is missing.
 FRESHNESS_POLICY = FreshnessPolicy.time_window(fail_window=timedelta(hours=2), warn_window=timedelta(minutes=75))
-# The cap on one run's window, a guard against a mistaken range (memory does not grow with the
-# window: every layer works a slice at a time): a year and a day.
-MAX_HOURS_PER_RUN_DEFAULT = 24 * 366
 
 
-def run_window(context: AssetExecutionContext) -> tuple[datetime, datetime]:
-    """The run's hour window [start, end), refused when longer than CRYPTO_MAX_HOURS_PER_RUN."""
+def run_window(context: AssetExecutionContext, lakehouse: LakehouseResource) -> tuple[datetime, datetime]:
+    """The run's hour window [start, end), refused when longer than the lakehouse's guard."""
     start, end = context.partition_time_window
-    limit = number_env("CRYPTO_MAX_HOURS_PER_RUN", MAX_HOURS_PER_RUN_DEFAULT, what="number of hours")
+    limit = lakehouse.max_hours_per_run
     hours = int((end - start).total_seconds() // 3600)
     if hours > limit:
         raise ValueError(

@@ -145,7 +145,7 @@ def affected_window(lakehouse: LakehouseResource, start: datetime, end: datetime
 
 
 def _materialize(context: AssetExecutionContext, spark: SparkResource, lakehouse: LakehouseResource, gold: GoldTable):
-    start, end = run_window(context)
+    start, end = run_window(context, lakehouse)
     write_start, write_end = affected_window(lakehouse, start, end, gold.lookback_hours)
 
     def plan_and_commit(slice_start, slice_end):
@@ -159,7 +159,8 @@ def _materialize(context: AssetExecutionContext, spark: SparkResource, lakehouse
         crashpoints.reached("gold.committed")
         return window, results, written
 
-    writes, chart_rows = [], []
+    writes: list = []
+    chart_rows: list[pa.Table] = []
 
     def on_committed(label, window, written):
         writes.append(written)

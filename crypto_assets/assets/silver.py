@@ -235,7 +235,7 @@ CHECKS = (
 def silver_market_snapshots(
     context: AssetExecutionContext, config: SilverConfig, spark: SparkResource, lakehouse: LakehouseResource
 ):
-    start, end = run_window(context)
+    start, end = run_window(context, lakehouse)
     run_id = context.run.run_id
     rules = SilverRules(
         high_volume_threshold=config.high_volume_threshold, stale_after_seconds=config.stale_after_seconds
@@ -265,9 +265,10 @@ def silver_market_snapshots(
         crashpoints.reached("quarantine.committed")
         return window, results, (silver_written, quarantine_written)
 
-    summary = Counter()
-    reasons: Counter = Counter()
-    writes, previews = [], []
+    summary: Counter[str] = Counter()
+    reasons: Counter[str] = Counter()
+    writes: list = []
+    previews: list[pa.Table] = []
 
     def on_committed(label, window, written):
         slice_reasons = Counter(window.quarantine.column("reason").to_pylist())

@@ -99,7 +99,7 @@ CHECKS = (
     can_subset=False,
 )
 def warehouse_star_schema(context: AssetExecutionContext, lakehouse: LakehouseResource, warehouse: WarehouseResource):
-    start, run_end = run_window(context)
+    start, run_end = run_window(context, lakehouse)
     _, end = affected_window(lakehouse, start, run_end, MAX_LOOKBACK_HOURS)
 
     def plan_and_commit(slice_start, slice_end):
@@ -114,14 +114,15 @@ def warehouse_star_schema(context: AssetExecutionContext, lakehouse: LakehouseRe
 
         def accept(load: WindowLoad) -> bool:
             sizes = {SILVER.name: len(read["silver"]), **{name: len(rows) for name, rows in read["gold"].items()}}
-            expected = {fact.name: sizes[fact.source.name] for fact in star.FACTS}
+            expected = {fact.name: sizes[fact.source_table.name] for fact in star.FACTS}
             results[:] = audit(ANCHOR, CHECKS, LoadedWindow(load, expected))
             return not failed_blocking(results)
 
         load = warehouse.load_fresh_window(slice_start, slice_end, read_lakehouse, accept)
         return load, results, load if load.committed else None
 
-    written, counts = Counter(), Counter()
+    written: Counter[str] = Counter()
+    counts: Counter[str] = Counter()
 
     def on_committed(label, load, _):
         written.update(load.written)

@@ -53,7 +53,8 @@ class _Reader(DataSourceReader):
     def partitions(self) -> list[InputPartition]:
         return [_File(index, uri) for index, uri in enumerate(self.files)]
 
-    def read(self, partition: _File) -> Iterator:
+    def read(self, partition: InputPartition) -> Iterator:
+        assert isinstance(partition, _File)
         import pyarrow as pa
         import pyarrow.compute as pc
         from pyspark.sql.pandas.types import to_arrow_schema

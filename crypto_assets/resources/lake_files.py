@@ -12,14 +12,18 @@ from __future__ import annotations
 
 from datetime import timedelta
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import obstore
 import pyarrow as pa
 import pyarrow.parquet as pq
 from obstore.store import LocalStore, from_url
 
+if TYPE_CHECKING:
+    from obstore.store import RetryConfig
+
 # A reachability probe must fail in seconds, not after the default three minutes of retries.
-PROBE_RETRIES = {"max_retries": 1, "retry_timeout": timedelta(seconds=5)}
+PROBE_RETRIES: RetryConfig = {"max_retries": 1, "retry_timeout": timedelta(seconds=5)}
 
 
 @lru_cache(maxsize=32)

@@ -16,6 +16,8 @@ import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from crypto_assets.settings import store_secrets
+
 VARIABLE = "CRYPTO_LAKE_ROOT"
 # scheme -> (store name in messages, environment variable prefixes that configure it)
 STORES = {
@@ -34,7 +36,6 @@ HINTS = {
 }
 HINTS["abfs"] = HINTS["abfss"] = HINTS["az"]
 _USERINFO = re.compile(r"^([a-zA-Z][\w+.-]*://)[^/@]*:[^/@]*@")
-_SECRET_NAME = re.compile(r"SECRET|KEY|TOKEN|PASSWORD|CREDENTIAL|SAS", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -100,12 +101,7 @@ class LakeRoot:
         """Values of this store's environment variables that are secrets, to mask in messages."""
         if self.is_local:
             return []
-        prefixes = STORES[self.scheme][1]
-        return [
-            value
-            for name, value in os.environ.items()
-            if name.startswith(prefixes) and _SECRET_NAME.search(name) and len(value) >= 4
-        ]
+        return store_secrets(STORES[self.scheme][1])
 
     def mask(self, text: str) -> str:
         for secret in self.secrets():

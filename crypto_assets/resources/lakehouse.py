@@ -31,7 +31,7 @@ from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 from pydantic import Field
 
-from crypto_assets.partitions import hour_label, hours_in, window_label
+from crypto_assets.partitions import hour_label, hours_in, iso_utc_seconds, window_label
 from crypto_assets.resources import lake_files
 from crypto_assets.resources.lake_root import LakeRoot
 from crypto_assets.resources.landing import Landing
@@ -85,10 +85,6 @@ class WriteResult:
     rows_per_hour: dict[str, int]  # hour label -> rows, every hour of the window (0 included)
 
 
-def _iso(moment: datetime) -> str:
-    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
 def _date_predicate(start: datetime, end: datetime) -> str:
     """Partition predicate on ``ingest_date`` covering [start, end): prunes whole days of files."""
     last = hours_in(start, end)[-1] if end > start else start
@@ -97,7 +93,7 @@ def _date_predicate(start: datetime, end: datetime) -> str:
 
 def window_predicate(start: datetime, end: datetime) -> str:
     """SQL predicate selecting the rows of hours [start, end), days bounded for partition pruning."""
-    return f"{_date_predicate(start, end)} AND ingest_hour >= '{_iso(start)}' AND ingest_hour < '{_iso(end)}'"
+    return f"{_date_predicate(start, end)} AND ingest_hour >= '{iso_utc_seconds(start)}' AND ingest_hour < '{iso_utc_seconds(end)}'"
 
 
 def replanned(what: str, plan_and_commit: Callable[[], T], attempts: int = REPLAN_ATTEMPTS) -> T:
@@ -142,9 +138,17 @@ class LakehouseResource(ConfigurableResource):
 
     slice_hours: int = Field(
         default=168,
+        ge=1,
         description="CRYPTO_SLICE_HOURS: a long window is computed, checked and committed this many hours at a "
         "time, so the driver (which collects a slice's rows to commit them with delta-rs) holds at most a slice, "
         "whatever the window's length; a crash loses at most the slice in progress.",
+    )
+
+    max_hours_per_run: int = Field(
+        default=24 * 366,
+        ge=1,
+        description="CRYPTO_MAX_HOURS_PER_RUN: the longest window one run accepts, a guard against a mistaken "
+        "range (memory does not grow with the window); a year and a day.",
     )
 
     @property
@@ -239,9 +243,11 @@ class LakehouseResource(ConfigurableResource):
         data = self.conform(table, data)
         hours = data.column("ingest_hour")
         if len(data) and (pc.min(hours).as_py() < start or pc.max(hours).as_py() >= end):
-            raise LakehouseError(f"{table.path}: rows outside the window [{_iso(start)}, {_iso(end)}) refused")
+            raise LakehouseError(
+                f"{table.path}: rows outside the window [{iso_utc_seconds(start)}, {iso_utc_seconds(end)}) refused"
+            )
         properties = CommitProperties(
-            custom_metadata={"dagster_run_id": run_id, "window": f"{_iso(start)}/{_iso(end)}"}
+            custom_metadata={"dagster_run_id": run_id, "window": f"{iso_utc_seconds(start)}/{iso_utc_seconds(end)}"}
         )
         version = self._commit(
             base or self.pin(table),

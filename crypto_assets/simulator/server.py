@@ -129,25 +129,26 @@ class Simulator:
             raise RuntimeError("simulator not started")
         return f"http://{self.host}:{self._server.server_address[1]}{API_ROOT}"
 
-    def _bind(self) -> None:
+    def _bind(self) -> ThreadingHTTPServer:
         self._server = ThreadingHTTPServer((self.host, self.port), _handler_for(self))
         self._server.daemon_threads = True  # idle keep-alive connections must not block stop()
+        return self._server
 
     def start(self) -> str:
         """Serve on a background thread; returns the API root URL."""
-        self._bind()
+        server = self._bind()
         self._thread = threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="coingecko-sim", daemon=True
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="coingecko-sim", daemon=True
         )  # a short poll keeps stop() fast
         self._thread.start()
         return self.base_url
 
     def serve_forever(self, on_ready=None) -> None:
         """Serve on the calling thread (the CLI); ``on_ready(base_url)`` runs once bound."""
-        self._bind()
+        server = self._bind()
         if on_ready:
             on_ready(self.base_url)
-        self._server.serve_forever()
+        server.serve_forever()
 
     def stop(self) -> None:
         if self._server:
@@ -253,12 +254,13 @@ class Simulator:
             return _fault_reply(fault)
         delay = float(fault.opts.get("delay", 5.0)) if fault and fault.fault == "slow" else 0.0
 
+        extra: dict[str, str] = {}
         if endpoint == "/ping":
-            status, extra, body = 200, {}, _json({"gecko_says": "(V3) To the Moon!"})
+            status, body = 200, _json({"gecko_says": "(V3) To the Moon!"})
         elif endpoint == MARKETS:
-            status, extra, body = self._markets(query, page, fault)
+            status, extra, body = self._markets(query, page or 1, fault)
         else:
-            status, extra, body = self._history(path, query)
+            status, extra, body = self._history(path or "", query)
         if fault and fault.fault == "truncated" and status == 200:
             body = body[: len(body) // 2]
         return status, extra, body, delay
@@ -303,7 +305,9 @@ class Simulator:
         return 200, {}, _json(payload)
 
     def _history(self, path: str, query: dict[str, str]) -> tuple[int, dict, bytes]:
-        coin_id = unquote(_HISTORY_PATH.match(path).group(1))
+        matched = _HISTORY_PATH.match(path)
+        assert matched, path  # respond() routes only matching paths here
+        coin_id = unquote(matched.group(1))
         vs_currency = query.get("vs_currency", "").lower()
         for name in ("vs_currency", "from", "to"):
             if not query.get(name):
@@ -340,7 +344,7 @@ def _order(records: list[dict], order: str) -> list[dict]:
     return sorted(records, key=key, reverse=reverse)
 
 
-def _mangle(rows: list[dict], fault: Fault) -> list[dict]:
+def _mangle(rows: list, fault: Fault) -> list:
     """Record-level faults: schema drift, numbers as strings, bad values."""
     rows = [dict(r) for r in rows]
     if fault.fault == "drift":

@@ -14,6 +14,7 @@ from datetime import datetime
 
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
+from pyspark.sql.window import WindowSpec
 
 from crypto_assets.tables import (
     GOLD_DISTRIBUTION,
@@ -33,12 +34,12 @@ _EPOCH = "_epoch"
 _HOUR_KEY = ("ingest_hour", "ingest_date")
 
 
-def _by_coin() -> Window:
+def _by_coin() -> WindowSpec:
     """Each coin's rows in hour order (built per call: a Window needs an active session)."""
     return Window.partitionBy("coin_id").orderBy(_EPOCH)
 
 
-def _trailing(hours: int) -> Window:
+def _trailing(hours: int) -> WindowSpec:
     """The coin's rows from ``hours`` hours before the current hour up to and including it."""
     return _by_coin().rangeBetween(-hours * _HOUR, 0)
 

@@ -2,7 +2,7 @@
 ``dialects`` and ``load``)."""
 
 from crypto_assets.resources.warehouse.load import WindowLoad
-from crypto_assets.resources.warehouse.odbc import DEFAULT_ODBC, WarehouseError, mask_password
+from crypto_assets.resources.warehouse.odbc import WarehouseError, mask_password
 from crypto_assets.resources.warehouse.resource import WarehouseResource
 
-__all__ = ["DEFAULT_ODBC", "WarehouseError", "WarehouseResource", "WindowLoad", "mask_password"]
+__all__ = ["WarehouseError", "WarehouseResource", "WindowLoad", "mask_password"]

@@ -159,7 +159,7 @@ class WindowLoader:
             outside = [k for k in set(keys) if not start_key <= k < end_key]
             if outside:
                 raise WarehouseError(
-                    f"{fact.source.name} has rows outside the window [{start_key}, {end_key}): "
+                    f"{fact.source_table.name} has rows outside the window [{start_key}, {end_key}): "
                     f"hours {sorted(outside)[:5]}"
                 )
             keyed.append((fact, arrow, keys))
@@ -210,9 +210,10 @@ class WindowLoader:
         by_coin: dict[str, list[CoinVersion]] = {}
         before: dict[int, tuple] = {}
         for r in cursor.execute(f"SELECT {', '.join(map(q, names))} FROM {self.table(dim_coin)}").fetchall():
-            v = CoinVersion(*r[1:], coin_key=r[0])  # timestamps come back naive (UTC)
-            by_coin.setdefault(v.coin_id, []).append(v)
-            before[v.coin_key] = v.row()
+            key, coin_id, symbol, name, valid_from, valid_to, first_seen, last_seen = r  # naive UTC times
+            v = CoinVersion(coin_id, symbol, name, valid_from, valid_to, first_seen, last_seen, coin_key=key)
+            by_coin.setdefault(coin_id, []).append(v)
+            before[key] = v.row()
         max_key = max(before, default=0)
 
         observed: dict[str, list] = {}
@@ -263,8 +264,8 @@ class WindowLoader:
         repoints = [
             (v.takes_over_from, v.coin_key, star.time_key(v.valid_from)) for v in new if v.takes_over_from is not None
         ]
-        for v in by_coin.values():
-            v.sort(key=lambda version: version.valid_from)
+        for versions in by_coin.values():
+            versions.sort(key=lambda version: version.valid_from)
         return len(updates) + len(new), by_coin, repoints
 
     @staticmethod
@@ -279,7 +280,7 @@ class WindowLoader:
             version = star.version_at(by_coin.get(coin_id, []), hour_of[key])
             if version is None:
                 raise WarehouseError(
-                    f"{fact.source.name}: coin {coin_id!r} at {hour_of[key]:%Y-%m-%d %H:00} has no dim_coin version "
+                    f"{fact.source_table.name}: coin {coin_id!r} at {hour_of[key]:%Y-%m-%d %H:00} has no dim_coin version "
                     "(Silver for that hour must be loaded with or before it)"
                 )
             coin_keys.append(version.coin_key)

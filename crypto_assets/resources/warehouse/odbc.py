@@ -1,7 +1,7 @@
 """ODBC: connection strings, the password never shown, connections and what a failure means.
 
-Measured driver behaviour the sink relies on is in ``shared/notes/odbc.md`` (see
-docs/deployment.md): rollback on any error, naive-UTC datetimes, autocommit off for a load.
+The driver behaviour the sink relies on (rollback on any error, naive-UTC datetimes, autocommit
+off for a load) is exercised against every engine by crypto_assets_tests/test_warehouse.py.
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import pyodbc
 if TYPE_CHECKING:
     from crypto_assets.resources.warehouse.dialects import Dialect
 
-DEFAULT_ODBC = "DRIVER={SQLite3};Database=./data/warehouse.sqlite;BigInt=1"
 _PASSWORD = re.compile(r"((?:PWD|PASSWORD)\s*=\s*)(\{(?:[^}]|\}\})*\}|[^;]*)", re.IGNORECASE)
 _ATTRIBUTE = re.compile(r"\s*([^=;]+?)\s*=\s*(\{(?:[^}]|\}\})*\}|[^;]*)\s*;?")
 

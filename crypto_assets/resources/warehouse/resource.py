@@ -23,7 +23,8 @@ from crypto_assets.partitions import as_utc
 from crypto_assets.resources.warehouse import odbc
 from crypto_assets.resources.warehouse.dialects import DIALECTS, Dialect, dialect_for
 from crypto_assets.resources.warehouse.load import WindowLoad, WindowLoader, identifier, inputs_of, log
-from crypto_assets.resources.warehouse.odbc import DEFAULT_ODBC, WarehouseError
+from crypto_assets.resources.warehouse.odbc import WarehouseError
+from crypto_assets.settings import DEFAULT_ODBC
 
 
 class WarehouseResource(ConfigurableResource):
@@ -31,7 +32,7 @@ class WarehouseResource(ConfigurableResource):
 
     odbc_connection_string: str = Field(
         default=DEFAULT_ODBC,
-        description="ODBC connection string (CRYPTO_WAREHOUSE_ODBC, read in definitions.py); default: SQLite file ./data/warehouse.sqlite",
+        description="ODBC connection string (CRYPTO_WAREHOUSE_ODBC); default: SQLite file ./data/warehouse.sqlite",
     )
     schema_name: str = Field(default="crypto", description="schema of the star tables (SQLite: table prefix)")
     dialect: Optional[str] = Field(
@@ -148,11 +149,11 @@ class WarehouseResource(ConfigurableResource):
                 f"creating schema {self.schema_name!r} failed", failure, self.odbc_connection_string
             ) from None
         if created and self.reader_role:
-            self._grant_reader(conn, loader.d)
+            self._grant_reader(conn, loader.d, self.reader_role)
 
-    def _grant_reader(self, conn, d: Dialect) -> None:
+    def _grant_reader(self, conn, d: Dialect, reader_role: str) -> None:
         """Create and grant the read-only role where the login may; otherwise log and go on."""
-        role = identifier(self.reader_role, "reader_role")
+        role = identifier(reader_role, "reader_role")
         try:
             for statement in d.reader_role(self.schema_name, role):
                 conn.execute(statement)

@@ -1,6 +1,6 @@
-"""The CoinGecko client and its Dagster resource.
+"""The CoinGecko client: one API root, one session, one rate limiter, retries.
 
-The client returns what the API sent, byte for byte (``ApiPage``), plus the parsed records, so
+It returns what the API sent, byte for byte (``ApiPage``), plus the parsed records, so
 Bronze can land raw bodies and still know what each record was. It refuses anything that is
 not the documented shape instead of guessing (no unwrapping of ``{"data": [...]}``), respects
 the rate limit before the API has to say so, retries only what a retry can fix, and keeps the
@@ -9,21 +9,30 @@ API key out of URLs, logs and exceptions: it travels only in the plan's header.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import random
 import threading
 import time
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from email.utils import parsedate_to_datetime
-from typing import Optional
-from urllib.parse import quote, urlencode
+from typing import TYPE_CHECKING, Optional
+from urllib.parse import urlencode
 
 import requests
-from dagster import ConfigurableResource, get_dagster_logger
-from pydantic import PrivateAttr
+from dagster import get_dagster_logger
+
+from crypto_assets.resources.coingecko.errors import (
+    KEY_ERROR_CODES,
+    PLAN_HEADERS,
+    CoinGeckoError,
+    api_error,
+    hint,
+    retry_after,
+)  # fmt: skip
+from crypto_assets.resources.coingecko.responses import ApiPage, HistoryCapture, MarketsCapture, safe_segment
+
+if TYPE_CHECKING:
+    from crypto_assets.resources.coingecko.resource import CoinGeckoResource
 
 # A Dagster logger: inside a run its lines go to the run log (and the UI), outside to stderr.
 log = get_dagster_logger("crypto_assets.coingecko")
@@ -34,19 +43,8 @@ MAX_PER_PAGE = 250
 # CRYPTO_COINS_LIMIT=all pages to the end of /coins/markets, but not past this many pages.
 MAX_PAGES_ALL = 200
 HISTORY_CHUNK = timedelta(days=90)  # CoinGecko serves hourly points only for ranges up to 90 days
-PLANS = {
-    "demo": ("https://api.coingecko.com/api/v3", "x-cg-demo-api-key", 30.0),
-    "pro": ("https://pro-api.coingecko.com/api/v3", "x-cg-pro-api-key", 500.0),
-}
-KEY_ERROR_CODES = {10002, 10005, 10010, 10011}
-BODY_PREVIEW = 200
-
-
-def safe_segment(text: str) -> str:
-    """``text`` as one URL path or file name segment: percent-encoded (``/`` included), and
-    never ``.`` or ``..``, so an id from the API cannot change a URL's or a path's structure."""
-    encoded = quote(text, safe="")
-    return encoded.replace(".", "%2E") if set(encoded) <= {"."} else encoded
+# plan -> (API root, calls per minute the plan allows)
+PLANS = {"demo": ("https://api.coingecko.com/api/v3", 30.0), "pro": ("https://pro-api.coingecko.com/api/v3", 500.0)}
 
 
 def clean_api_key(key: Optional[str]) -> Optional[str]:
@@ -59,72 +57,6 @@ def clean_api_key(key: Optional[str]) -> Optional[str]:
             "in the middle): set it to the key alone"
         )
     return key or None
-
-
-class CoinGeckoError(Exception):
-    """A failed or refused CoinGecko call, with everything needed to act on it (never the key)."""
-
-    def __init__(
-        self,
-        reason: str,
-        *,
-        endpoint: str,
-        page: Optional[int] = None,
-        status: Optional[int] = None,
-        api_message: Optional[str] = None,
-        api_code: Optional[int] = None,
-        body: bytes = b"",
-        hint: Optional[str] = None,
-        retryable: bool = False,
-        secret: Optional[str] = None,
-    ):
-        self.endpoint, self.page, self.status = endpoint, page, status
-        self.api_message, self.api_code, self.retryable = api_message, api_code, retryable
-        self.body, self.hint = body[:BODY_PREVIEW], hint
-        parts = [f"CoinGecko {endpoint}" + (f" page {page}" if page is not None else "") + f": {reason}"]
-        parts.append(f"HTTP {status}" if status is not None else "no HTTP response")
-        if api_message or api_code:
-            parts.append(f"CoinGecko says: {api_message or ''}" + (f" (error_code {api_code})" if api_code else ""))
-        if body:
-            parts.append(f"body starts: {body[:BODY_PREVIEW].decode('utf-8', 'replace')!r}")
-        if hint:
-            parts.append(f"hint: {hint}")
-        message = "; ".join(parts)
-        super().__init__(message.replace(secret, "***") if secret else message)
-
-
-@dataclass(frozen=True)
-class ApiPage:
-    """One HTTP response as received: the unit Bronze lands byte for byte."""
-
-    endpoint: str
-    request: str  # path + query as sent, relative to the API root; never holds the key
-    page: int
-    status: int
-    body: bytes
-    fetched_at: datetime
-
-    @property
-    def payload_sha256(self) -> str:
-        return hashlib.sha256(self.body).hexdigest()
-
-
-@dataclass(frozen=True)
-class MarketsCapture:
-    pages: list[ApiPage]
-    records: list[tuple[int, int, object]]  # (page, position in page, record as sent), duplicates included
-    requested: int
-    unique_ids: int
-    duplicate_ids: list[str]
-
-
-@dataclass(frozen=True)
-class HistoryCapture:
-    coin_id: str
-    pages: list[ApiPage]
-    prices: list[tuple[int, float]]
-    market_caps: list[tuple[int, float]]
-    total_volumes: list[tuple[int, float]]
 
 
 class RateLimiter:
@@ -152,79 +84,27 @@ class RateLimiter:
             self._next = max(self._next, time.monotonic() + seconds)
 
 
-def _api_error(body: bytes) -> tuple[Optional[str], Optional[int]]:
-    """CoinGecko's own (message, code) from any of its error shapes, or (None, None)."""
-    try:
-        payload = json.loads(body)
-    except ValueError:
-        return None, None
-    if not isinstance(payload, dict):
-        return None, None
-    for candidate in (payload, payload.get("error") if isinstance(payload.get("error"), dict) else None):
-        if candidate is None:
-            continue
-        status = candidate.get("status")
-        if isinstance(status, dict) and ("error_code" in status or "error_message" in status):
-            return status.get("error_message"), status.get("error_code")
-        if isinstance(candidate.get("error"), str):
-            return candidate["error"], status if isinstance(status, int) else None
-        if "error_message" in candidate:
-            return candidate.get("error_message"), candidate.get("error_code")
-    return None, None
-
-
-def _retry_after(value: Optional[str]) -> Optional[float]:
-    """``Retry-After`` as seconds from now: delta-seconds or an HTTP date."""
-    if not value:
-        return None
-    try:
-        return max(float(value), 0.0)
-    except ValueError:
-        pass
-    try:
-        return max((parsedate_to_datetime(value) - datetime.now(timezone.utc)).total_seconds(), 0.0)
-    except (TypeError, ValueError):
-        return None
-
-
 class CoinGeckoClient:
     """Talks to one CoinGecko API root with one session and one rate limiter."""
 
-    def __init__(
-        self,
-        *,
-        base_url: str,
-        plan: str = "demo",
-        api_key: Optional[str] = None,
-        vs_currency: str = "usd",
-        price_change_timeframes: str = "1h,24h,7d",
-        timeout_seconds: float = 30.0,
-        calls_per_minute: float = 30.0,
-        max_attempts: int = 6,
-        max_retry_seconds: float = 300.0,
-        backoff_seconds: float = 1.0,
-    ):
-        self.base_url = base_url.rstrip("/")
-        self.plan = plan
-        self.vs_currency = vs_currency
-        self.timeframes = ",".join(t.strip() for t in price_change_timeframes.split(",") if t.strip())
-        self.timeout = timeout_seconds
-        self.max_attempts = max_attempts
-        self.max_retry_seconds = max_retry_seconds
-        self.backoff_seconds = backoff_seconds
-        self.limiter = RateLimiter(calls_per_minute)
-        self._key = clean_api_key(api_key)
+    def __init__(self, settings: CoinGeckoResource):
+        default_url, default_rate = PLANS[settings.plan]
+        self.settings = settings
+        self.base_url = (settings.base_url or default_url).rstrip("/")
+        self.timeframes = ",".join(t.strip() for t in settings.price_change_timeframes.split(",") if t.strip())
+        self.limiter = RateLimiter(settings.calls_per_minute or default_rate)
+        self._key = clean_api_key(settings.api_key)
         self._session = requests.Session()
         self._session.headers.update({"Accept": "application/json", "User-Agent": "crypto_assets/0.1"})
         if self._key:
-            self._session.headers[PLANS[plan][1]] = self._key
+            self._session.headers[PLAN_HEADERS[settings.plan]] = self._key
 
     # --- transport -----------------------------------------------------------------------
 
     def _get(self, endpoint: str, path: str, params: dict, page: int) -> ApiPage:
         """One GET with rate limiting and retries; returns the 200 response as an ApiPage."""
         request = path + ("?" + urlencode(params, safe=",") if params else "")
-        deadline = time.monotonic() + self.max_retry_seconds
+        deadline = time.monotonic() + self.settings.max_retry_seconds
         attempt = 0
         while True:
             attempt += 1
@@ -233,13 +113,13 @@ class CoinGeckoClient:
             try:
                 prepared = self._prepared(request)
                 # what Session.get would add: proxies and CA bundle from the environment
-                settings = self._session.merge_environment_settings(prepared.url, {}, None, None, None)
-                response = self._session.send(prepared, timeout=self.timeout, **settings)
+                settings = self._session.merge_environment_settings(self.base_url + request, {}, None, None, None)
+                response = self._session.send(prepared, timeout=self.settings.timeout_seconds, **settings)
             except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
                 error = self._error(
                     f"{type(exc).__name__} after attempt {attempt}",
                     endpoint=endpoint, page=page, retryable=True,
-                    hint=f"the API did not answer within {self.timeout}s or refused the connection; check COINGECKO_BASE_URL",
+                    hint=f"the API did not answer within {self.settings.timeout_seconds}s or refused the connection; check COINGECKO_BASE_URL",
                 )  # fmt: skip
             except requests.RequestException as exc:  # a request that cannot be sent; its text may quote a header
                 raise self._error(
@@ -253,16 +133,16 @@ class CoinGeckoClient:
                     return ApiPage(endpoint, request, page, 200, response.content, datetime.now(timezone.utc))
                 error = self._http_error(endpoint, page, response)
                 if response.status_code == 429:
-                    wait = _retry_after(response.headers.get("Retry-After"))
+                    wait = retry_after(response.headers.get("Retry-After"))
             if not error.retryable:
                 raise error
-            if attempt >= self.max_attempts:
+            if attempt >= self.settings.max_attempts:
                 raise self._error(f"gave up after {attempt} attempts", **self._context(error))
             if wait is None:
-                wait = self.backoff_seconds * 2 ** (attempt - 1) * random.uniform(0.5, 1.5)
+                wait = self.settings.backoff_seconds * 2 ** (attempt - 1) * random.uniform(0.5, 1.5)
             if time.monotonic() + wait > deadline:
                 raise self._error(
-                    f"retry budget of {self.max_retry_seconds:g}s exhausted after {attempt} attempts "
+                    f"retry budget of {self.settings.max_retry_seconds:g}s exhausted after {attempt} attempts "
                     f"(next wait {wait:.1f}s)", **self._context(error),
                 )  # fmt: skip
             log.warning("%s page %s: %s; retrying in %.2fs (attempt %d)", endpoint, page, error, wait, attempt)
@@ -289,40 +169,12 @@ class CoinGeckoClient:
 
     def _http_error(self, endpoint: str, page: int, response: requests.Response) -> CoinGeckoError:
         status, body = response.status_code, response.content
-        api_message, api_code = _api_error(body)
+        api_message, api_code = api_error(body)
         retryable = (status in (408, 429) or status >= 500) and api_code not in KEY_ERROR_CODES
         return self._error(
             "request failed", endpoint=endpoint, page=page, status=status, api_message=api_message,
-            api_code=api_code, body=body, hint=self._hint(status, api_code), retryable=retryable,
+            api_code=api_code, body=body, hint=hint(status, api_code, self.settings.plan, bool(self._key)), retryable=retryable,
         )  # fmt: skip
-
-    def _hint(self, status: Optional[int], api_code: Optional[int]) -> Optional[str]:
-        header = PLANS[self.plan][1]
-        if api_code == 10010:
-            return (
-                "a Pro key sent to the public host: set COINGECKO_PLAN=pro (COINGECKO_BASE_URL unset or the Pro host)"
-            )
-        if api_code == 10011:
-            return (
-                "a Demo key sent to the Pro host: set COINGECKO_PLAN=demo (COINGECKO_BASE_URL unset or the public host)"
-            )
-        if api_code == 10005:
-            return "this endpoint is not included in your CoinGecko plan"
-        if api_code == 10002 or status == 401:
-            if not self._key:
-                return "no API key configured: set COINGECKO_API_KEY"
-            return (
-                f"the key was refused: check COINGECKO_API_KEY and COINGECKO_PLAN={self.plan} (sent as header {header})"
-            )
-        if status == 429:
-            return "rate limited: lower calls_per_minute, or wait; shared IPs and keyless use are throttled harder"
-        if status == 404:
-            return "unknown path or coin id; check COINGECKO_BASE_URL and the coin id"
-        if status in (400, 422):
-            return "CoinGecko rejected a parameter"
-        if status is not None and status >= 500:
-            return "CoinGecko (or its CDN) is failing; see https://status.coingecko.com"
-        return None
 
     def _decode(self, api_page: ApiPage) -> object:
         """The JSON body, or a CoinGeckoError naming what came instead."""
@@ -361,7 +213,12 @@ class CoinGeckoClient:
         records: list[tuple[int, int, object]] = []
         started = time.monotonic()
         for page in range(1, page_count + 1):
-            params = {"vs_currency": self.vs_currency, "order": "market_cap_desc", "per_page": per_page, "page": page}
+            params = {
+                "vs_currency": self.settings.vs_currency,
+                "order": "market_cap_desc",
+                "per_page": per_page,
+                "page": page,
+            }
             if self.timeframes:
                 params["price_change_percentage"] = self.timeframes
             api_page = self._get(MARKETS, MARKETS, params, page)
@@ -401,11 +258,11 @@ class CoinGeckoClient:
         payload = self._decode(api_page)
         context = dict(endpoint=api_page.endpoint, page=api_page.page, status=api_page.status, body=api_page.body)
         if isinstance(payload, dict):
-            api_message, api_code = _api_error(api_page.body)
+            api_message, api_code = api_error(api_page.body)
             if api_message or api_code:
                 raise self._error(
                     "an error object with HTTP 200", api_message=api_message, api_code=api_code,
-                    hint=self._hint(None, api_code) or "CoinGecko reported an error in a 200 response", **context,
+                    hint=hint(None, api_code, self.settings.plan, bool(self._key)) or "CoinGecko reported an error in a 200 response", **context,
                 )  # fmt: skip
             raise self._error(
                 f"a JSON object (keys {sorted(payload)[:5]}) where a bare array was expected",
@@ -428,14 +285,15 @@ class CoinGeckoClient:
             chunk += 1
             chunk_end = min(chunk_start + HISTORY_CHUNK, end)
             params = {
-                "vs_currency": self.vs_currency,
+                "vs_currency": self.settings.vs_currency,
                 "from": int(chunk_start.timestamp()),
                 "to": int(chunk_end.timestamp()),
             }
             api_page = self._get(HISTORY, path, params, chunk)
-            payload = self._decode(api_page)
+            decoded = self._decode(api_page)
+            payload = decoded if isinstance(decoded, dict) else {}
             for name, points in series.items():
-                values = payload.get(name) if isinstance(payload, dict) else None
+                values = payload.get(name)
                 if not isinstance(values, list) or not all(_is_point(p) for p in values):
                     raise self._error(
                         f"missing or malformed {name!r} (expected [[unix_ms, number], ...])", endpoint=HISTORY,
@@ -456,53 +314,3 @@ def _is_point(point: object) -> bool:
         and len(point) == 2
         and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in point)
     )
-
-
-class CoinGeckoResource(ConfigurableResource):
-    """CoinGecko access for assets: one client (one session, one rate limiter) per run."""
-
-    api_key: Optional[str] = None
-    plan: str = "demo"
-    base_url: Optional[str] = None
-    vs_currency: str = "usd"
-    coins_limit: Optional[int] = 250  # None: every coin /coins/markets lists
-    price_change_timeframes: str = "1h,24h,7d"
-    timeout_seconds: float = 30.0
-    calls_per_minute: Optional[float] = None
-    max_attempts: int = 6
-    max_retry_seconds: float = 300.0
-    backoff_seconds: float = 1.0  # first retry delay; doubles per attempt, with jitter
-
-    _client: Optional[CoinGeckoClient] = PrivateAttr(default=None)
-    _client_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
-
-    def _validate(self) -> None:
-        clean_api_key(self.api_key)
-        if self.plan not in PLANS:
-            raise ValueError(f"COINGECKO_PLAN must be 'demo' or 'pro', got {self.plan!r}")
-        if self.coins_limit is not None and not 1 <= self.coins_limit <= 10000:
-            raise ValueError(f"CRYPTO_COINS_LIMIT must be between 1 and 10000, or 'all', got {self.coins_limit}")
-        if self.calls_per_minute is not None and self.calls_per_minute <= 0:
-            raise ValueError(f"calls_per_minute must be > 0, got {self.calls_per_minute}")
-        if self.timeout_seconds <= 0 or self.max_attempts < 1:
-            raise ValueError("timeout_seconds must be > 0 and max_attempts >= 1")
-
-    def get_client(self) -> CoinGeckoClient:
-        """The run's client; built once so every asset shares its rate limiter."""
-        with self._client_lock:
-            if self._client is None:
-                self._validate()
-                default_url, _, default_rate = PLANS[self.plan]
-                self._client = CoinGeckoClient(
-                    base_url=self.base_url or default_url,
-                    plan=self.plan,
-                    api_key=self.api_key,
-                    vs_currency=self.vs_currency,
-                    price_change_timeframes=self.price_change_timeframes,
-                    timeout_seconds=self.timeout_seconds,
-                    calls_per_minute=self.calls_per_minute or default_rate,
-                    max_attempts=self.max_attempts,
-                    max_retry_seconds=self.max_retry_seconds,
-                    backoff_seconds=self.backoff_seconds,
-                )
-            return self._client
