@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from dagster import (
     AssetsDefinition,
     AssetSelection,
@@ -22,6 +24,14 @@ from crypto_assets.resources.lakehouse import LakehouseResource
 from crypto_assets.resources.spark import SparkResource
 from crypto_assets.resources.warehouse import WarehouseResource
 from crypto_assets.settings import resource_config
+
+# A run over a range of hours records one "planned" event per asset, naming the range, instead
+# of one per asset and hour: otherwise creating a 744-hour run writes 10,000 events before it
+# starts (209 s measured on SQLite) and a year 123,000. The price: a failed range run leaves its
+# hours "missing" rather than "failed" in the partition bar (the run and the alert still say
+# it failed). Processes that create runs without importing this module — the deployed
+# webserver and daemon — get it from docker-compose.yml.
+os.environ.setdefault("DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS", "true")
 
 assets = load_assets_from_modules([bronze, silver, gold, warehouse])
 # The assets computed with Spark (their kind says so): a run selecting one starts Spark early.

@@ -81,6 +81,10 @@ def hour_label(hour: datetime) -> str:
     return floor_hour(hour).strftime("%Y-%m-%dT%H:00Z")
 
 
+def hour_of_label(label: str) -> datetime:
+    return datetime.strptime(label, "%Y-%m-%dT%H:00Z").replace(tzinfo=timezone.utc)
+
+
 def window_label(start: datetime, end: datetime) -> str:
     """Hours [start, end) as named in messages: one label, or the first and last hour."""
     last = floor_hour(end - HOUR) if end > start else floor_hour(start)

@@ -42,6 +42,8 @@ BRONZE_KEY = "raw_data/bronze_coingecko_markets"
 
 # What the code server reads (the settings table); the webserver and the daemon never import the package.
 APP_VARIABLES = {setting.name for setting in SETTINGS if setting.deployment}
+# Dagster's own switches the compose file sets for every Dagster process (docs/deployment.md).
+COMPOSE_TUNING = {"DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS": "true", "DAGSTER_EVENT_BATCH_SIZE": "1000"}
 INSTANCE_VARIABLES = {
     "DAGSTER_POSTGRES_HOST", "DAGSTER_POSTGRES_PORT", "DAGSTER_POSTGRES_USER",
     "DAGSTER_POSTGRES_PASSWORD", "DAGSTER_POSTGRES_DB", "DAGSTER_COMPUTE_LOGS_DIR",
@@ -187,6 +189,8 @@ def test_compose_environment_is_the_public_contract(compose):
     for name in ("dagster-webserver", "dagster-daemon"):
         env = service_env(services[name])
         assert INSTANCE_VARIABLES <= set(env), name
+    for name in ("user_code", "dagster-webserver", "dagster-daemon"):
+        assert COMPOSE_TUNING.items() <= service_env(services[name]).items(), name
         assert not (APP_VARIABLES & set(env)), f"{name} gets the application's settings (and secrets)"
     # Every variable deploy/dagster.yaml reads reaches every process that loads the instance
     # (run workers are children of the code server), and compute logs land on the shared volume.
@@ -410,6 +414,8 @@ def topology(dagster_database, tmp_path_factory):
         "DAGSTER_POSTGRES_DB": dagster_database,
         "DAGSTER_COMPUTE_LOGS_DIR": str(root / "compute_logs"),
         "PYTHONUNBUFFERED": "1",
+        # as docker-compose.yml gives every Dagster process
+        **{name: str(value) for name, value in COMPOSE_TUNING.items()},
     }
     processes = Processes(logs)
     with Simulator(coins=30) as simulator:

@@ -9,8 +9,10 @@ import os
 
 import pyarrow.compute as pc
 import pytest
+from dagster import AssetRecordsFilter, DagsterInstance
 
-from crypto_assets.partitions import HOUR, current_hour, partition_key
+from crypto_assets.definitions import defs
+from crypto_assets.partitions import HOUR, current_hour, hour_label, partition_key
 from crypto_assets.resources.lakehouse import LakehouseResource, rows_per_hour
 from crypto_assets.resources.warehouse import WarehouseResource
 from crypto_assets.tables import BRONZE, GOLD_TABLES, QUARANTINE, SILVER
@@ -44,6 +46,7 @@ def pipeline(simulator, tmp_path_factory, sqlite_odbc):
     api_calls = len(simulator.requests) - requests_before
     return {
         "env": env,
+        "home": home,
         "lake": lake,
         "first": first,
         "now": now,
@@ -91,6 +94,31 @@ def test_gold_covers_every_hour(pipeline):
     for table in GOLD_TABLES:
         counts = rows_per_hour(pipeline["state"][table.path], pipeline["first"], pipeline["end"])
         assert all(n > 0 for n in counts.values()), (table.path, counts)
+
+
+def test_each_hour_of_a_range_run_has_its_own_row_count_and_the_newest_the_preview(pipeline):
+    """Dagster copies a result's metadata to every hour of a range run: what differs per hour
+    (rows) or is large (the preview, charts) is put on its hour, so a year's run stays small."""
+    first, last = pipeline["first"], pipeline["now"] - HOUR  # the three-hour range run
+    with DagsterInstance.from_config(str(pipeline["home"])) as instance:
+        for table in (BRONZE, SILVER, QUARANTINE, *GOLD_TABLES):
+            counted = rows_per_hour(pipeline["state"][table.path], first, pipeline["end"])
+            expected = {hour_label(first + i * HOUR): counted[hour_label(first + i * HOUR)] for i in range(3)}
+            records = instance.fetch_materializations(
+                AssetRecordsFilter(table.asset_key, asset_partitions=[partition_key(h) for h in (first, last)]), 50
+            ).records
+            by_hour = {
+                record.asset_materialization.partition: record.asset_materialization.metadata for record in records
+            }
+            assert set(by_hour) == {partition_key(first), partition_key(last)}, table.path
+            for hour in (first, last):
+                metadata = by_hour[partition_key(hour)]
+                assert metadata["dagster/row_count"].value == expected[hour_label(hour)], (table.path, hour)
+                assert metadata["rows_in_window"].value == sum(expected.values()) or table in GOLD_TABLES
+            assert "preview" in by_hour[partition_key(last)] and "preview" not in by_hour[partition_key(first)]
+            spec = next(spec for spec in defs.resolve_all_asset_specs() if spec.key == table.asset_key)
+            names = [column.name for column in spec.metadata["dagster/column_schema"].columns]
+            assert names == table.arrow_schema.names, table.path
 
 
 def test_the_warehouse_holds_exactly_the_lakehouse_rows(pipeline):

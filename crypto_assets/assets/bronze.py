@@ -30,7 +30,7 @@ from pydantic import Field
 
 from crypto_assets import crashpoints
 from crypto_assets.assets.checks import Check, audit, specs
-from crypto_assets.assets.common import BACKFILL_POLICY, run_window, table_metadata
+from crypto_assets.assets.common import BACKFILL_POLICY, preview, run_window, table_definition_metadata, table_metadata
 from crypto_assets.capture_log import Appended, append_capture_parts, unfinished_captures
 from crypto_assets.captures import Capture, history_landing, land_snapshot
 from crypto_assets.partitions import (
@@ -225,6 +225,7 @@ CHECKS = (
 @asset(
     key=BRONZE.asset_key,
     description=BRONZE.description,
+    metadata=table_definition_metadata(BRONZE),
     group_name="bronze",
     partitions_def=hourly_partitions,
     backfill_policy=BACKFILL_POLICY,
@@ -322,11 +323,12 @@ def bronze_coingecko_markets(
         captures_recovered=MetadataValue.json([capture.capture_id for capture in unfinished]),
         captures_in_window=len(capture_ids),
         **table_metadata(
+            context,
             BRONZE,
             lakehouse,
             lakehouse.table_version(BRONZE),
             per_hour,
-            lakehouse.read_window_arrow(BRONZE, end - HOUR, end),
+            {"preview": preview(lakehouse.read_window_arrow(BRONZE, end - HOUR, end))},
         ),
     )
     return MaterializeResult(metadata=metadata, check_results=audit(BRONZE.asset_key, CHECKS, window))

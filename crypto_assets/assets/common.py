@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 import pyarrow as pa
 from dagster import AssetExecutionContext, BackfillPolicy, FreshnessPolicy, MetadataValue, TableColumn, TableSchema
 
-from crypto_assets.partitions import hour_label
+from crypto_assets.partitions import hour_label, hour_of_label, partition_key
 from crypto_assets.resources.lakehouse import LakehouseResource
 from crypto_assets.tables import LakeTable
 
@@ -32,11 +32,17 @@ def run_window(context: AssetExecutionContext, lakehouse: LakehouseResource) -> 
     return start, end
 
 
-def column_schema(table: LakeTable) -> TableSchema:
-    return TableSchema(columns=[TableColumn(field.name, str(field.type)) for field in table.arrow_schema])
+def table_definition_metadata(table: LakeTable) -> dict:
+    """What the asset's definition says of its table (the same for every materialisation)."""
+    return {
+        "dagster/column_schema": TableSchema(
+            columns=[TableColumn(field.name, str(field.type)) for field in table.arrow_schema]
+        ),
+        "table": table.path,
+    }
 
 
-def preview_markdown(rows: pa.Table, limit: int = 5) -> str:
+def preview(rows: pa.Table, limit: int = 5) -> MetadataValue:
     """A few rows as a markdown table, long texts shortened, for the asset page."""
     rows = rows.slice(0, limit)
     names = rows.column_names
@@ -48,7 +54,7 @@ def preview_markdown(rows: pa.Table, limit: int = 5) -> str:
             text = text.replace("|", "\\|").replace("\n", " ")
             cells.append(text if len(text) <= 40 else text[:37] + "...")
         lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+    return MetadataValue.md("\n".join(lines))
 
 
 def merged_rows_per_hour(written) -> dict[str, int]:
@@ -57,15 +63,28 @@ def merged_rows_per_hour(written) -> dict[str, int]:
 
 
 def table_metadata(
-    table: LakeTable, lakehouse: LakehouseResource, version, rows_per_hour: dict[str, int], preview: pa.Table
+    context: AssetExecutionContext,
+    table: LakeTable,
+    lakehouse: LakehouseResource,
+    version,
+    rows_per_hour: dict[str, int],
+    newest_hour: dict,
 ) -> dict:
-    """The metadata every table asset reports: where, which version, how many rows, a preview."""
+    """The metadata every table asset reports, sized for windows of any length.
+
+    Dagster copies a result's metadata into the materialisation of every hour of the run, so the
+    result carries only what is true of the whole run (where, which version, totals); each hour's
+    own row count goes on that hour, and ``newest_hour`` (the preview, charts) on the newest one.
+    """
+    hours = set(context.partition_keys)
+    for label, rows in rows_per_hour.items():
+        key = partition_key(hour_of_label(label))
+        if key in hours:  # Gold also rewrites later hours that read this run's: not this run's partitions
+            context.add_asset_metadata({"dagster/row_count": rows}, asset_key=table.asset_key, partition_key=key)
+    context.add_asset_metadata(newest_hour, asset_key=table.asset_key, partition_key=max(hours))
     return {
-        "table": table.path,
         "path": MetadataValue.path(lakehouse.table_uri(table)),
         "delta_version": version if version is not None else -1,
-        "dagster/row_count": sum(rows_per_hour.values()),
-        "rows_per_hour": MetadataValue.json(rows_per_hour),
-        "dagster/column_schema": column_schema(table),
-        "preview": MetadataValue.md(preview_markdown(preview)),
+        "rows_in_window": sum(rows_per_hour.values()),
+        "hours_in_window": len(rows_per_hour),
     }

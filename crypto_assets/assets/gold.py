@@ -23,7 +23,9 @@ from crypto_assets.assets.common import (
     BACKFILL_POLICY,
     FRESHNESS_POLICY,
     merged_rows_per_hour,
+    preview,
     run_window,
+    table_definition_metadata,
     table_metadata,
 )
 from crypto_assets.partitions import HOUR, hour_label, hourly_partitions
@@ -173,10 +175,9 @@ def _materialize(context: AssetExecutionContext, spark: SparkResource, lakehouse
     later = int((write_end - end) / HOUR)
     if later:
         context.log.info("%s: %d later hours recomputed (they read the hours of this run)", gold.table.path, later)
-    metadata = table_metadata(gold.table, lakehouse, writes[-1].version, merged_rows_per_hour(writes), chart_rows[0])
+    newest = {"preview": preview(chart_rows[0]), **(gold.chart(chart_rows[0]) if gold.chart else {})}
+    metadata = table_metadata(context, gold.table, lakehouse, writes[-1].version, merged_rows_per_hour(writes), newest)
     metadata.update(later_hours_recomputed=later, slices=len(writes))
-    if gold.chart:
-        metadata.update(gold.chart(chart_rows[0]))
     yield MaterializeResult(asset_key=gold.table.asset_key, metadata=metadata)
     yield from results
 
@@ -193,6 +194,7 @@ def _gold_asset(gold: GoldTable):
         name=gold.table.name,
         key_prefix=[gold.table.schema_name],
         description=gold.table.description,
+        metadata=table_definition_metadata(gold.table),
         deps=[silver_dep],
         group_name="gold",
         kinds={"spark", "deltalake"},

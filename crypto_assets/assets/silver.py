@@ -26,7 +26,14 @@ from pydantic import Field
 
 from crypto_assets import crashpoints
 from crypto_assets.assets.checks import Check, audit, failed_blocking, publish_in_slices, specs
-from crypto_assets.assets.common import BACKFILL_POLICY, merged_rows_per_hour, run_window, table_metadata
+from crypto_assets.assets.common import (
+    BACKFILL_POLICY,
+    merged_rows_per_hour,
+    preview,
+    run_window,
+    table_definition_metadata,
+    table_metadata,
+)
 from crypto_assets.partitions import hour_label, hourly_partitions
 from crypto_assets.resources.lakehouse import LakehouseResource, rows_per_hour
 from crypto_assets.resources.spark import SparkResource
@@ -215,6 +222,7 @@ CHECKS = (
         AssetSpec(
             SILVER.asset_key,
             description=SILVER.description,
+            metadata=table_definition_metadata(SILVER),
             deps=[BRONZE.asset_key],
             group_name="silver",
             kinds={"spark", "deltalake"},
@@ -222,6 +230,7 @@ CHECKS = (
         AssetSpec(
             QUARANTINE.asset_key,
             description=QUARANTINE.description,
+            metadata=table_definition_metadata(QUARANTINE),
             deps=[BRONZE.asset_key],
             group_name="silver",
             kinds={"spark", "deltalake"},
@@ -300,7 +309,12 @@ def silver_market_snapshots(
             "slices": len(writes),
             "dagster/column_lineage": COLUMN_LINEAGE,
             **table_metadata(
-                SILVER, lakehouse, silver_writes[-1].version, merged_rows_per_hour(silver_writes), previews[0]
+                context,
+                SILVER,
+                lakehouse,
+                silver_writes[-1].version,
+                merged_rows_per_hour(silver_writes),
+                {"preview": preview(previews[0])},
             ),
         },
     )
@@ -309,11 +323,12 @@ def silver_market_snapshots(
         metadata={
             "top_reasons": MetadataValue.json(dict(reasons.most_common(10))),
             **table_metadata(
+                context,
                 QUARANTINE,
                 lakehouse,
                 quarantine_writes[-1].version,
                 merged_rows_per_hour(quarantine_writes),
-                previews[1],
+                {"preview": preview(previews[1])},
             ),
         },
     )

@@ -137,7 +137,7 @@ def warehouse_star_schema(context: AssetExecutionContext, lakehouse: LakehouseRe
             asset_key=warehouse_key(table),
             metadata={
                 "rows_written": written.get(table.name, 0),
-                "dagster/row_count": counts.get(table.name, written.get(table.name, 0)),
+                "rows_in_window": counts.get(table.name, written.get(table.name, 0)),
                 "dialect": warehouse.sql_dialect().name,
                 "hours_loaded": window_label(start, end),
             },
