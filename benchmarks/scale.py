@@ -7,6 +7,8 @@ figure beside its target from issue #12. Peak RSS is the whole process tree's (P
 
 * floor 1: a bare Spark session start + stop, with the pipeline's session settings;
 * floor 2: a no-op `dagster asset materialize` of one partitioned asset (benchmarks/noop.py);
+* Dagster's floor of a backfill: the graph's assets and checks recorded for the range with no work
+  done (benchmarks/recorded_graph.py), printed beside each backfill;
 * one hour: the current hour (a snapshot) in a fresh lake, the whole graph;
 * backfills: past hours from history in one run, each in a fresh lake;
 * after a year: the current hour on the lake the year's backfill left (the cost of history);
@@ -61,6 +63,16 @@ def floors(repeat: int) -> tuple[float, float]:
     return spark, cli
 
 
+def recorded_floor(hours: int) -> float:
+    """Seconds Dagster alone spends on a run of the graph over ``hours`` hours (nothing computed)."""
+    with tempfile.TemporaryDirectory(prefix="crypto_recorded_") as home:
+        Path(home, "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+        command = materialize_command(*backfill(hours), module="benchmarks.recorded_graph")
+        seconds = timed(command, {"DAGSTER_HOME": home})
+    print(f"{f'floor: Dagster recording {hours} hours':34s} {seconds:6.1f}s  (the graph, no work)")
+    return seconds
+
+
 def backfill(hours: int) -> list[str]:
     now = current_hour()
     return ["--partition-range", f"{partition_key(now - hours * HOUR)}...{partition_key(now - HOUR)}"]
@@ -91,6 +103,7 @@ def main() -> None:
         hour = report("one hour, 1,000 coins", [run_once(url, args.coins, now_key) for _ in range(args.repeat)])
         every = report(f"one hour, all {args.all_coins} coins", [run_once(url, "all", now_key)])
         day = report("24-hour backfill", [run_once(url, args.coins, backfill(24))])
+        recorded_month = recorded_floor(744)
         with tempfile.TemporaryDirectory(prefix="crypto_month_") as kept:
             month = report("744-hour backfill", [run_once(url, args.coins, backfill(744), workdir=Path(kept))])
             print("Silver + Gold logic on the 744-hour lake, Spark path vs DuckDB (compute only):")
@@ -110,6 +123,10 @@ def main() -> None:
     verdict("one hour / (no-op CLI + bare Spark), 1,000 coins", hour["wall"] / floor, 1.3)
     verdict(f"one hour / (no-op CLI + bare Spark), {args.all_coins} coins", every["wall"] / floor, 1.5)
     verdict("744-hour backfill / one hour", month["wall"] / hour["wall"], 6)
+    print(
+        f"  (Dagster alone records the 744 hours in {recorded_month:.0f} s: "
+        f"{recorded_month / hour['wall']:.1f}× one hour before any work)"
+    )
     peaks = [day["peak_rss_mb"], month["peak_rss_mb"], *([year["peak_rss_mb"]] if year else [])]
     verdict("peak RSS of any backfill", max(peaks) / 1024, 1.5, " GB")
     verdict("largest / smallest backfill peak (flat: ±20 %)", max(peaks) / min(peaks), 1.2)
