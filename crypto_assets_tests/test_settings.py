@@ -52,6 +52,12 @@ def test_every_setting_that_names_a_field_configures_a_field_of_that_resource():
     named = {setting.field for setting in SETTINGS if setting.field}
     for resource, field in named:
         assert field in type(definitions.resources[resource]).model_fields, (resource, field)
+    # a default is written twice (the table, for the README; the field, for code that builds the
+    # resource itself): the two must agree
+    for setting in SETTINGS:
+        if setting.field:
+            declared = type(definitions.resources[setting.field[0]]).model_fields[setting.field[1]]
+            assert declared.default == setting.default, setting.name
     assert {resource for resource, _ in named} == set(definitions.resources)
 
 
