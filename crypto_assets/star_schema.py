@@ -39,6 +39,7 @@ class Column:
     name: str
     kind: str
     nullable: bool = True
+    description: str = ""  # the column's comment in the warehouse (every column has one)
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,7 @@ class StarTable:
     # source columns deliberately not carried (they live in a dimension or are lineage);
     # any other source column missing from the SQL table is added (additive evolution)
     not_carried: frozenset[str] = frozenset()
+    description: str = ""
 
     @property
     def column_names(self) -> list[str]:
@@ -69,42 +71,44 @@ class StarTable:
         return "coin_key" in self.column_names
 
 
-def _cols(*spec: tuple[str, str]) -> tuple[Column, ...]:
-    return tuple(Column(name, kind) for name, kind in spec)
-
+TIME_KEY_DOC = "The hour, as the integer YYYYMMDDHH (UTC): joins dim_time."
+COIN_KEY_DOC = "The dim_coin version of the coin valid in the hour: joins dim_coin."
+TIME_KEY = Column("time_key", "int", False, TIME_KEY_DOC)
+COIN_KEY = Column("coin_key", "int", False, COIN_KEY_DOC)
 
 DIM_TIME = StarTable(
     "dim_time",
     (
-        Column("time_key", "int", False),
-        Column("hour_start", "timestamp", False),
-        *_cols(
-            ("date", "date"),
-            ("hour", "int"),
-            ("weekday", "int"),  # ISO: 1 = Monday
-            ("week", "int"),  # ISO week
-            ("month", "int"),
-            ("quarter", "int"),
-            ("year", "int"),
-        ),
+        Column("time_key", "int", False, "The hour, as the integer YYYYMMDDHH (UTC): the key facts join on."),
+        Column("hour_start", "timestamp", False, "Start of the hour, UTC."),
+        Column("date", "date", description="UTC date of the hour."),
+        Column("hour", "int", description="Hour of the day, 0-23 (UTC)."),
+        Column("weekday", "int", description="ISO weekday: 1 = Monday ... 7 = Sunday."),
+        Column("week", "int", description="ISO week number, 1-53."),
+        Column("month", "int", description="Month, 1-12."),
+        Column("quarter", "int", description="Quarter, 1-4."),
+        Column("year", "int", description="Calendar year (UTC)."),
     ),
     primary_key=("time_key",),
+    description="One row per UTC hour that has facts.",
 )
 
 DIM_COIN = StarTable(
     "dim_coin",
     (
-        Column("coin_key", "int", False),
-        Column("coin_id", "key", False),
-        *_cols(("symbol", "text"), ("name", "text")),
-        Column("valid_from", "timestamp", False),
-        Column("valid_to", "timestamp"),  # null = open (the current version)
-        Column("is_current", "bool", False),
-        Column("first_seen", "timestamp", False),  # of the coin, on every version
-        Column("last_seen", "timestamp", False),
+        Column("coin_key", "int", False, "Surrogate key of this version of the coin."),
+        Column("coin_id", "key", False, "CoinGecko's coin id (e.g. 'bitcoin'): the same on every version."),
+        Column("symbol", "text", description="Ticker symbol while this version was valid."),
+        Column("name", "text", description="Display name while this version was valid."),
+        Column("valid_from", "timestamp", False, "First hour (UTC) this version holds for."),
+        Column("valid_to", "timestamp", description="Hour (UTC) the next version starts; null for the current one."),
+        Column("is_current", "bool", False, "Whether this is the coin's current version."),
+        Column("first_seen", "timestamp", False, "First hour the coin has facts, on every version of it."),
+        Column("last_seen", "timestamp", False, "Last hour the coin has facts, on every version of it."),
     ),
     primary_key=("coin_key",),
     unique=("coin_id", "valid_from"),
+    description="Coins as a type-2 dimension: a new version whenever symbol or name changes.",
 )
 
 _TIME_FK = ("time_key", DIM_TIME.name, "time_key")
@@ -131,15 +135,19 @@ def arrow_kind(dtype: pa.DataType) -> str:
 
 
 def _measures(source: LakeTable, names: Iterable[str]) -> tuple[Column, ...]:
+    """Columns carried from a lakehouse table: its types and its descriptions."""
     types = {f.name: f.type for f in source.arrow_schema}
-    return tuple(Column(n, "key" if n == "market_cap_tier" else arrow_kind(types[n])) for n in names)
+    return tuple(
+        Column(n, "key" if n == "market_cap_tier" else arrow_kind(types[n]), description=source.column_docs[n])
+        for n in names
+    )
 
 
 def _gold_fact(name: str, source: LakeTable, key: tuple[str, ...]) -> StarTable:
     dropped = _WINDOW | (_COIN_IDENTITY if "coin_id" in source.arrow_schema.names else set())
     measures = _measures(source, [n for n in source.arrow_schema.names if n not in dropped])
     coin = "coin_key" in key
-    head = (Column("time_key", "int", False),) + ((Column("coin_key", "int", False),) if coin else ())
+    head = (TIME_KEY,) + ((COIN_KEY,) if coin else ())
     columns = head + tuple(dataclasses.replace(c, nullable=c.name not in key) for c in measures)
     return StarTable(
         name,
@@ -148,6 +156,7 @@ def _gold_fact(name: str, source: LakeTable, key: tuple[str, ...]) -> StarTable:
         foreign_keys=(_TIME_FK, _COIN_FK) if coin else (_TIME_FK,),
         source=source,
         not_carried=frozenset(dropped),
+        description=f"{source.description} Loaded from {source.path}.",
     )
 
 
@@ -170,13 +179,14 @@ SNAPSHOT_MEASURES = (
 
 FACT_MARKET_SNAPSHOT = StarTable(
     "fact_market_snapshot",
-    (Column("time_key", "int", False), Column("coin_key", "int", False)) + _measures(SILVER, SNAPSHOT_MEASURES),
+    (TIME_KEY, COIN_KEY) + _measures(SILVER, SNAPSHOT_MEASURES),
     # a fact points at the coin version valid in its hour and versions of a coin never
     # overlap, so (time_key, coin_key) is unique exactly when (time_key, coin_id) is
     primary_key=("time_key", "coin_key"),
     foreign_keys=(_TIME_FK, _COIN_FK),
     source=SILVER,
     not_carried=frozenset(set(SILVER.arrow_schema.names) - set(SNAPSHOT_MEASURES)),
+    description=f"{SILVER.description} Loaded from {SILVER.path}.",
 )
 FACT_MARKET_OVERVIEW = _gold_fact("fact_market_overview", GOLD_OVERVIEW, ("time_key",))
 FACT_MARKET_DISTRIBUTION = _gold_fact("fact_market_distribution", GOLD_DISTRIBUTION, ("time_key", "market_cap_tier"))
@@ -186,12 +196,65 @@ FACT_MARKET_TRENDS = _gold_fact("fact_market_trends", GOLD_TRENDS, ("time_key", 
 SCHEMA_VERSION_TABLE = StarTable(
     "schema_version",
     (
-        Column("version", "int", False),
-        Column("applied_at", "timestamp", False),
-        Column("description", "text"),
+        Column("version", "int", False, "Number of the change, 1 for the first."),
+        Column("applied_at", "timestamp", False, "When the change was made (UTC)."),
+        Column("description", "text", description="What changed: tables created, columns added."),
     ),
     primary_key=("version",),
+    description="Every change the loader made to the star schema.",
 )
+
+COLUMN_DOCS = StarTable(
+    "column_docs",
+    (
+        Column("relation_name", "key", False, "A table or view of the star schema, named without its schema."),
+        Column("column_name", "key", False, "One of its columns; empty for the relation itself."),
+        Column("description", "text", description="What it holds: units, currency, null meaning, origin."),
+    ),
+    primary_key=("relation_name", "column_name"),
+    description="The description of every table, view and column of the star schema, for any SQL client.",
+)
+
+
+@dataclass(frozen=True)
+class StarView:
+    """A reporting view: its columns and their descriptions (the SQL is the dialect's)."""
+
+    name: str
+    columns: tuple[Column, ...]
+    description: str
+
+
+def _like(table: StarTable, *names: str) -> tuple[Column, ...]:
+    by_name = {c.name: c for c in table.columns}
+    return tuple(by_name[n] for n in names)
+
+
+LATEST_MARKET = StarView(
+    "v_latest_market",
+    (
+        *_like(DIM_COIN, "coin_key", "coin_id", "symbol", "name"),
+        TIME_KEY,
+        *_like(DIM_TIME, "hour_start"),
+        *_like(FACT_MARKET_SNAPSHOT, *SNAPSHOT_MEASURES),
+    ),
+    "Each coin's newest snapshot, under its current symbol and name.",
+)
+DAILY_COIN_SUMMARY = StarView(
+    "v_daily_coin_summary",
+    (
+        *_like(DIM_TIME, "date"),
+        *_like(DIM_COIN, "coin_id", "symbol", "name"),
+        Column("hours_observed", "bigint", description="Hours of the day the coin has a snapshot."),
+        Column("min_price", "double", description="Lowest hourly price of the day, in the quote currency."),
+        Column("max_price", "double", description="Highest hourly price of the day, in the quote currency."),
+        Column("avg_price", "double", description="Mean hourly price of the day, in the quote currency."),
+        Column("avg_market_cap", "double", description="Mean hourly market cap of the day, in the quote currency."),
+        Column("avg_total_volume", "double", description="Mean of the hourly 24 h volumes of the day."),
+    ),
+    "Per coin and UTC day: hours observed and price, market cap and volume statistics.",
+)
+VIEWS = (LATEST_MARKET, DAILY_COIN_SUMMARY)
 
 DIMENSIONS = (DIM_TIME, DIM_COIN)
 FACTS = (
@@ -203,6 +266,17 @@ FACTS = (
 )
 STAR_TABLES = (*DIMENSIONS, *FACTS)
 FACT_BY_SOURCE = {fact.source_table.name: fact for fact in FACTS}
+# Every table the loader creates, dimensions before the facts that reference them.
+CREATED_TABLES = (*STAR_TABLES, SCHEMA_VERSION_TABLE, COLUMN_DOCS)
+
+
+def documentation() -> list[tuple[str, str, str]]:
+    """(relation, column, description) of every relation and column; column '' is the relation."""
+    rows = []
+    for relation in (*CREATED_TABLES, *VIEWS):
+        rows.append((relation.name, "", relation.description))
+        rows += [(relation.name, c.name, c.description) for c in relation.columns]
+    return rows
 
 
 # --- time -------------------------------------------------------------------------------

@@ -80,6 +80,8 @@ def reference_run(still_simulator, tmp_path_factory):
     return {
         "window": (start, end),
         "run": run,
+        "lake_root": root / "lake",  # left as the run wrote it: the notebook and dashboard tests read it
+        "odbc": odbc,
         "lake": lake_content(LakehouseResource(root=str(root / "lake")), start, end),
         "warehouse": star_content(odbc),
     }

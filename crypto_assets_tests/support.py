@@ -194,8 +194,7 @@ def lake_content(lake: LakehouseResource, start: datetime, end: datetime) -> dic
 def query(wh: WarehouseResource, sql: str, *params) -> list[tuple]:
     """Run SQL with ``{table}`` placeholders resolved to the resource's qualified names."""
     d = wh.sql_dialect()
-    names = {t.name: d.table(wh.schema_name, t.name) for t in (*star.STAR_TABLES, star.SCHEMA_VERSION_TABLE)}
-    names.update({v: d.table(wh.schema_name, v) for v in ("v_latest_market", "v_daily_coin_summary")})
+    names = {t.name: d.table(wh.schema_name, t.name) for t in (*star.CREATED_TABLES, *star.VIEWS)}
     conn = pyodbc.connect(wh.odbc_connection_string)
     try:
         return [tuple(r) for r in conn.execute(sql.format(**names), *params).fetchall()]

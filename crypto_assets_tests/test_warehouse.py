@@ -247,6 +247,63 @@ def test_schema_created_and_loaded(wh):
     assert len(query(wh, "SELECT * FROM {v_daily_coin_summary}")) == 4
 
 
+def native_comments(wh: WarehouseResource) -> dict[tuple[str, str], str]:
+    """(relation, column or '') -> the engine's own comment, read from its catalogue."""
+    if wh.sql_dialect().name == "postgresql":
+        sql = (
+            "SELECT c.relname, COALESCE(a.attname, ''), d.description FROM pg_description d "
+            "JOIN pg_class c ON c.oid = d.objoid JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum = d.objsubid AND d.objsubid > 0 "
+            "WHERE n.nspname = ?"
+        )
+    else:  # MariaDB: tables and their columns (a view has no comments)
+        sql = (
+            "SELECT table_name, '', table_comment FROM information_schema.tables WHERE table_schema = ? "
+            "AND table_type = 'BASE TABLE' UNION ALL SELECT c.table_name, c.column_name, c.column_comment "
+            "FROM information_schema.columns c JOIN information_schema.tables t ON t.table_schema = c.table_schema "
+            "AND t.table_name = c.table_name AND t.table_type = 'BASE TABLE' WHERE c.table_schema = ?"
+        )
+    params = [wh.schema_name] * sql.count("?")
+    return {(relation, column): text for relation, column, text in query(wh, sql, *params)}
+
+
+def test_every_table_view_and_column_is_described(wh):
+    load(wh, 0, 1)
+    docs = star.documentation()
+    assert sorted(query(wh, "SELECT relation_name, column_name, description FROM {column_docs}")) == sorted(docs)
+    described = {(relation, column) for relation, column, _ in docs if column}
+    loader = wh.loader()
+    conn = pyodbc.connect(wh.odbc_connection_string)
+    try:
+        in_catalogue = {(r, c) for r, columns in loader.existing_columns(conn).items() for c in columns}
+    finally:
+        conn.close()
+    assert in_catalogue == described  # nothing the engine holds goes undescribed, views included
+    if wh.sql_dialect().name != "sqlite":
+        views = {v.name for v in star.VIEWS}
+        native = native_comments(wh)
+        expected = {
+            (relation, column): text
+            for relation, column, text in docs
+            if wh.sql_dialect().name == "postgresql" or relation not in views
+        }
+        assert native == expected
+
+
+def test_changed_descriptions_are_brought_up_to_date(wh):
+    load(wh, 0, 1)
+    docs = wh.sql_dialect().table(wh.schema_name, "column_docs")
+    conn = pyodbc.connect(wh.odbc_connection_string)
+    conn.execute(f"UPDATE {docs} SET description = 'stale' WHERE column_name = 'coin_key'")
+    conn.execute(f"DELETE FROM {docs} WHERE relation_name = 'dim_time'")
+    conn.commit()
+    conn.close()
+    load(wh, 1, 2)
+    assert sorted(query(wh, "SELECT relation_name, column_name, description FROM {column_docs}")) == sorted(
+        star.documentation()
+    )
+
+
 def test_reload_same_window_changes_nothing(wh):
     load(wh, 0, 6)
     first = dump(wh)
@@ -482,6 +539,13 @@ def test_tsql_ddl():
     assert "CREATE OR ALTER VIEW [crypto].[v_latest_market]" in ddl
     assert "GRANT SELECT ON SCHEMA::[crypto] TO [crypto_reader];" in ddl
     assert "IF NOT EXISTS" not in ddl and '"' not in ddl
+    column = "@level1type = N'TABLE', @level1name = N'dim_coin', @level2type = N'COLUMN', @level2name = N'coin_key'"
+    assert (
+        "EXEC sys.sp_addextendedproperty @name = N'MS_Description', @value = N'Surrogate key of this version of the "
+        f"coin.', @level0type = N'SCHEMA', @level0name = N'crypto', {column};"
+    ) in ddl
+    assert "@level1type = N'VIEW', @level1name = N'v_latest_market';" in ddl  # views describe themselves too
+    assert ddl.count("sp_addextendedproperty") == len(star.documentation())
 
 
 class RecordingConnection:

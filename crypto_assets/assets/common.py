@@ -36,7 +36,10 @@ def table_definition_metadata(table: LakeTable) -> dict:
     """What the asset's definition says of its table (the same for every materialisation)."""
     return {
         "dagster/column_schema": TableSchema(
-            columns=[TableColumn(field.name, str(field.type)) for field in table.arrow_schema]
+            columns=[
+                TableColumn(field.name, str(field.type), description=table.column_docs[field.name])
+                for field in table.arrow_schema
+            ]
         ),
         "table": table.path,
     }

@@ -16,6 +16,8 @@ from dagster import (
     AssetSpec,
     MaterializeResult,
     MetadataValue,
+    TableColumn,
+    TableSchema,
     multi_asset,
 )
 
@@ -88,7 +90,12 @@ CHECKS = (
             deps=_deps(table),
             group_name="warehouse",
             kinds={"sql", "odbc"},
-            description=f"Star schema table {table.name}, loaded per hour window.",
+            description=f"Star schema table {table.name}: {table.description}",
+            metadata={
+                "dagster/column_schema": TableSchema(
+                    columns=[TableColumn(c.name, c.kind, description=c.description) for c in table.columns]
+                )
+            },
             freshness_policy=FRESHNESS_POLICY,
         )
         for table in star.STAR_TABLES

@@ -96,6 +96,15 @@ class Dialect:
     def create_view(self, schema: str, name: str, select: str) -> str:
         return f"CREATE OR REPLACE VIEW {self.table(schema, name)} AS\n{select}{self.statement_end}"
 
+    def literal(self, text: str) -> str:
+        """A string literal of our own text (descriptions): quotes doubled."""
+        return "'" + text.replace("'", "''") + "'"
+
+    def comments(self, schema: str, docs: list[tuple[str, str, str]]) -> list[str]:
+        """The engine's own comments for ``star.documentation()`` rows, where it has them (the
+        ``column_docs`` table holds them on every engine)."""
+        return []
+
     def lock(self, schema: str) -> list[str]:
         """Serialise loaders: dim_coin keys are max+1 inside the transaction."""
         raise NotImplementedError
@@ -130,7 +139,7 @@ class Dialect:
             f"AVG(f.{q('current_price')}) AS {q('avg_price')}, AVG(f.{q('market_cap')}) AS {q('avg_market_cap')}, "
             f"AVG(f.{q('total_volume')}) AS {q('avg_total_volume')}\n" + joins + f"GROUP BY {group}"
         )
-        return [("v_latest_market", latest), ("v_daily_coin_summary", daily)]
+        return [(star.LATEST_MARKET.name, latest), (star.DAILY_COIN_SUMMARY.name, daily)]
 
     # -- loading --
 
@@ -254,6 +263,18 @@ class PostgreSQL(Dialect):
     def lock(self, schema: str) -> list[str]:
         return [f"LOCK TABLE {self.table(schema, star.DIM_COIN.name)} IN SHARE ROW EXCLUSIVE MODE"]
 
+    def comments(self, schema: str, docs: list[tuple[str, str, str]]) -> list[str]:
+        views = {v.name for v in star.VIEWS}
+        statements = []
+        for relation, column, text in docs:
+            name = self.table(schema, relation)
+            if column:
+                statements.append(f"COMMENT ON COLUMN {name}.{self.ident(column)} IS {self.literal(text)}")
+            else:
+                kind = "VIEW" if relation in views else "TABLE"
+                statements.append(f"COMMENT ON {kind} {name} IS {self.literal(text)}")
+        return statements
+
     def reader_role(self, schema: str, role: str) -> list[str]:
         s, r = self.ident(schema), self.ident(role)
         return [
@@ -324,6 +345,31 @@ class SQLServer(Dialect):
     def lock(self, schema: str) -> list[str]:
         return [f"SELECT COUNT(*) FROM {self.table(schema, star.DIM_COIN.name)} WITH (TABLOCKX, HOLDLOCK);"]
 
+    def literal(self, text: str) -> str:
+        return "N" + super().literal(text)
+
+    def comments(self, schema: str, docs: list[tuple[str, str, str]]) -> list[str]:
+        """``MS_Description`` extended properties (what SSMS and Power BI show), replaced if present."""
+        views = {v.name for v in star.VIEWS}
+        statements = []
+        for relation, column, text in docs:
+            level = (
+                f"@level0type = N'SCHEMA', @level0name = N'{schema}', "
+                f"@level1type = N'{'VIEW' if relation in views else 'TABLE'}', @level1name = N'{relation}'"
+            )
+            obj = f"OBJECT_ID(N'{self.table(schema, relation)}')"
+            minor = "0"
+            if column:
+                level += f", @level2type = N'COLUMN', @level2name = N'{column}'"
+                minor = f"COLUMNPROPERTY({obj}, N'{column}', 'ColumnId')"
+            statements.append(
+                "IF EXISTS (SELECT 1 FROM sys.extended_properties WHERE class = 1 AND name = N'MS_Description' "
+                f"AND major_id = {obj} AND minor_id = {minor}) "
+                f"EXEC sys.sp_dropextendedproperty @name = N'MS_Description', {level};\n"
+                f"EXEC sys.sp_addextendedproperty @name = N'MS_Description', @value = {self.literal(text)}, {level};"
+            )
+        return statements
+
     def reader_role(self, schema: str, role: str) -> list[str]:
         # a schema-level grant covers tables created later
         return [
@@ -375,8 +421,16 @@ class MariaDB(Dialect):
     def create_schema(self, schema: str) -> list[str]:
         return [f"CREATE DATABASE IF NOT EXISTS {self.ident(schema)} CHARACTER SET utf8mb4 COLLATE utf8mb4_bin"]
 
+    def literal(self, text: str) -> str:
+        return super().literal(text.replace("\\", "\\\\"))  # a backslash escapes in MariaDB strings
+
+    def column_sql(self, column: Column) -> str:
+        # comments live in the definition (a later ALTER … MODIFY would restate every column)
+        comment = f" COMMENT {self.literal(column.description)}" if column.description else ""
+        return super().column_sql(column) + comment
+
     def create_table(self, schema: str, table: StarTable) -> str:
-        return super().create_table(schema, table) + " ENGINE=InnoDB"
+        return super().create_table(schema, table) + f" ENGINE=InnoDB COMMENT={self.literal(table.description)}"
 
     def lock(self, schema: str) -> list[str]:
         return [f"SELECT COUNT(*) FROM {self.table(schema, star.DIM_COIN.name)} FOR UPDATE"]

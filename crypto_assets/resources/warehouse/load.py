@@ -120,7 +120,7 @@ class WindowLoader:
         if not existing:
             for statement in self.d.create_schema(self.schema):
                 conn.execute(statement)
-        for table in (*star.STAR_TABLES, star.SCHEMA_VERSION_TABLE):
+        for table in star.CREATED_TABLES:
             if table.name not in existing:
                 conn.execute(self.d.create_table(self.schema, table))
                 notes.append(f"created {table.name}")
@@ -129,7 +129,22 @@ class WindowLoader:
                 conn.execute(self.d.create_view(self.schema, name, select))
         if notes:
             self.record_schema_change(conn, notes)
+        self.document(conn)
         return notes
+
+    def document(self, conn) -> bool:
+        """Bring ``column_docs`` and the engine's comments up to ``star.documentation()`` when they
+        differ (a new schema, changed descriptions); whether they did. One read when they agree."""
+        docs = star.documentation()
+        table, names = star.COLUMN_DOCS, star.COLUMN_DOCS.column_names
+        stored = conn.execute(f"SELECT {', '.join(map(self.d.ident, names))} FROM {self.table(table)}").fetchall()
+        if sorted(tuple(row) for row in stored) == sorted(docs):
+            return False
+        conn.execute(f"DELETE FROM {self.table(table)}")
+        self.insert(conn.cursor(), table, names, docs)
+        for statement in self.d.comments(self.schema, docs):
+            conn.execute(statement)
+        return True
 
     def add_new_columns(self, cursor, inputs: list[tuple[StarTable, pa.Table]]) -> None:
         """Add the input columns a fact table lacks (new Silver/Gold columns), inside the load."""

@@ -68,8 +68,9 @@ class WarehouseResource(ConfigurableResource):
         """The full DDL for an empty database, e.g. to review or hand to a DBA (T-SQL on mssql)."""
         d, s = self.sql_dialect(), self.schema_name
         statements = d.create_schema(s)
-        statements += [d.create_table(s, t) for t in (*star.STAR_TABLES, star.SCHEMA_VERSION_TABLE)]
+        statements += [d.create_table(s, t) for t in star.CREATED_TABLES]
         statements += [d.create_view(s, name, sql) for name, sql in d.views(s)]
+        statements += d.comments(s, star.documentation())
         if self.reader_role:
             statements += d.reader_role(s, identifier(self.reader_role, "reader_role"))
         return statements
