@@ -46,12 +46,12 @@ WORKDIR /opt/crypto_assets
 # The dependencies first, exactly as pinned in pyproject.toml (this layer stays cached while
 # only our code changes)...
 COPY pyproject.toml ./
-RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; print('\n'.join(p['dependencies'] + p['optional-dependencies']['deploy']))" > /tmp/requirements.txt \
+RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; o = p['optional-dependencies']; print('\n'.join(p['dependencies'] + o['deploy'] + o['spark-connect']))" > /tmp/requirements.txt \
  && pip install -r /tmp/requirements.txt
 
 # ...then the package itself, from the repository (.dockerignore keeps data, venvs and .env out).
 COPY . ./
-RUN pip install '.[deploy]' \
+RUN pip install '.[deploy,spark-connect]' \
  && python -c "import crypto_assets.definitions"
 
 # The production instance, shared with the webserver and daemon image; it reads every

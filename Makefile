@@ -65,14 +65,14 @@ fmt: setup
 
 # The current hour from the live CoinGecko API (set COINGECKO_API_KEY, COINGECKO_PLAN).
 run: setup
-	mkdir -p $(DAGSTER_HOME)
+	$(PY) -m crypto_assets.local_instance "$(DAGSTER_HOME)"
 	$(DAGSTER) asset materialize -m crypto_assets.definitions --select '*' \
 		--partition $$($(PY) -m crypto_assets.partitions) \
 		--config-json '{"loggers": {"console": {"config": {"log_level": "INFO"}}}}'
 
 # The Dagster UI on http://127.0.0.1:3000 (schedules run while it is up).
 ui: setup
-	mkdir -p $(DAGSTER_HOME)
+	$(PY) -m crypto_assets.local_instance "$(DAGSTER_HOME)"
 	$(DAGSTER) dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
 bench: setup

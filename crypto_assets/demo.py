@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from crypto_assets.cli import materialize_command
+from crypto_assets.local_instance import ensure_local_instance
 from crypto_assets.partitions import HOUR, current_hour, hour_label, partition_key
 from crypto_assets.resources.lakehouse import LakehouseResource, rows_per_hour
 from crypto_assets.resources.warehouse import WarehouseResource, mask_password
@@ -21,8 +22,6 @@ from crypto_assets.simulator import Simulator
 from crypto_assets.tables import ALL_TABLES
 
 DEMO_COINS = 300
-# A local instance: runs kept in DAGSTER_HOME, no telemetry, one CoinGecko capture at a time.
-LOCAL_INSTANCE = "telemetry:\n  enabled: false\nconcurrency:\n  pools:\n    default_limit: 1\n"
 # The run's progress lines (pages, rows, checks) without Dagster's per-event debug stream.
 INFO_LOGS = '{"loggers": {"console": {"config": {"log_level": "INFO"}}}}'
 
@@ -51,9 +50,7 @@ def print_counts(env: dict[str, str], start, end) -> None:
 def main() -> None:
     data = Path(value("CRYPTO_DEMO_DATA")).absolute()
     home = Path(os.environ.get("DAGSTER_HOME", data / "dagster_home"))
-    home.mkdir(parents=True, exist_ok=True)
-    if not (home / "dagster.yaml").exists():
-        (home / "dagster.yaml").write_text(LOCAL_INSTANCE)
+    ensure_local_instance(home)
     with Simulator(coins=DEMO_COINS) as simulator:
         env = {
             **os.environ,

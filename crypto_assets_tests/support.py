@@ -100,7 +100,6 @@ REFERENCE_HOURS, REFERENCE_COINS = 3, 20
 
 
 # A local instance as `make demo` writes it: one CoinGecko capture at a time across its runs.
-POOLED_INSTANCE = "telemetry:\n  enabled: false\nconcurrency:\n  pools:\n    default_limit: 1\n"
 # Columns that say which capture and run a row came from, when and by which request: they differ
 # between two runs over the same data and are left out when comparing contents.
 CAPTURE_METADATA = {

@@ -14,10 +14,11 @@ import pytest
 from dagster import DagsterInstance
 
 from crypto_assets.assets.bronze import COINGECKO_POOL
+from crypto_assets.local_instance import ensure_local_instance
 from crypto_assets.partitions import HOUR, current_hour, partition_key
 from crypto_assets.resources.lakehouse import LakehouseResource
 from crypto_assets.tables import BRONZE, SILVER
-from support import POOLED_INSTANCE, kill_tree, materialize_command, pipeline_env, star_content, start_in_own_group
+from support import kill_tree, materialize_command, pipeline_env, star_content, start_in_own_group
 
 COINS = 30
 pytestmark = pytest.mark.usefixtures("hour_settled")
@@ -71,7 +72,7 @@ def test_two_runs_of_one_instance_take_turns_at_the_api(simulator, tmp_path):
     now = current_hour()
     home = tmp_path / "home"
     home.mkdir()
-    (home / "dagster.yaml").write_text(POOLED_INSTANCE)
+    ensure_local_instance(home)
     with DagsterInstance.from_config(str(home)) as instance:
         # The storage exists before two processes race to create it, and so does the pool: two
         # runs making the very first claim on a pool at once can both initialise it from

@@ -25,7 +25,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from dagster import DagsterInstance
 
+from crypto_assets.local_instance import ensure_local_instance
 from crypto_assets.partitions import HOUR, current_hour, partition_key
 from crypto_assets.settings import BY_NAME, SETTINGS
 from crypto_assets.tables import ALL_TABLES
@@ -159,6 +161,30 @@ def test_compose_profiles_ports_volumes_and_commands(compose):
     assert any(m.startswith("dagster-postgres:") for m in services["postgres"]["volumes"])
 
 
+@pytest.mark.parametrize(
+    "env, expected",
+    [
+        ({"SPARK_CLUSTER_HOST": "localhost"}, "spark://localhost:7077"),  # the profile's master resolves
+        ({"SPARK_CLUSTER_HOST": "no-such-host.invalid"}, ""),  # profile off: the settings' local[*]
+        ({"SPARK_CLUSTER_HOST": "localhost", "SPARK_MASTER": "yarn"}, "yarn"),  # set: kept
+        ({"SPARK_CLUSTER_HOST": "localhost", "SPARK_REMOTE": "sc://connect:15002"}, ""),  # Connect wins
+    ],
+)
+def test_the_code_server_uses_the_spark_profiles_cluster_when_it_runs(compose, env, expected):
+    user_code = compose["services"]["user_code"]
+    script = user_code["entrypoint"][-1].replace("/opt/crypto_assets/", "")
+    assert user_code["environment"]["SPARK_MASTER"] == "${SPARK_MASTER:-}"  # empty unless the user sets it
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("SPARK_")}
+    shown = subprocess.run(
+        ["sh", str(REPO / script), "sh", "-c", 'printf %s "$SPARK_MASTER"'],
+        env={**clean, **env},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert shown.stdout == expected
+
+
 def test_compose_start_up_order(compose):
     services = compose["services"]
 
@@ -225,7 +251,9 @@ def test_dockerfiles_install_java_odbc_and_the_package_without_secrets():
     # Microsoft's driver is an opt-in build argument (its EULA), off by default.
     assert re.search(r"^ARG INSTALL_MSODBC18=false$", user_code, re.M)
     assert "msodbcsql18" in user_code
-    assert "pip install" in user_code and "'.[deploy]'" in user_code
+    # the production image runs every Spark mode, Spark Connect's client included
+    assert "pip install" in user_code and "'.[deploy,spark-connect]'" in user_code
+    assert "o['spark-connect']" in user_code
     for text in (user_code, dagster):
         assert "deploy/dagster.yaml" in text
         for line in text.splitlines():
@@ -552,3 +580,16 @@ def test_the_lakehouse_and_the_warehouse_were_written(topology):
         snapshot = [name for name in tables if name.endswith("fact_market_snapshot")]
         assert snapshot, tables
         assert warehouse.execute(f'SELECT COUNT(*) FROM "{snapshot[0]}"').fetchone()[0] > 0
+
+
+def test_every_local_instance_limits_the_coingecko_pool_and_keeps_a_users_own(tmp_path):
+    makefile = (REPO / "Makefile").read_text()
+    for target in ("run", "ui"):  # as make demo does (crypto_assets/demo.py)
+        body = makefile.split(f"\n{target}: setup\n", 1)[1].split("\n\n", 1)[0]
+        assert 'crypto_assets.local_instance "$(DAGSTER_HOME)"' in body, target
+    config = ensure_local_instance(tmp_path / "home")
+    with DagsterInstance.from_config(str(tmp_path / "home")) as instance:
+        assert instance.get_concurrency_config().pool_config.default_pool_limit == 1
+    config.write_text("telemetry:\n  enabled: false\n")
+    ensure_local_instance(tmp_path / "home")
+    assert config.read_text() == "telemetry:\n  enabled: false\n"

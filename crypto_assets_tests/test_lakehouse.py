@@ -103,6 +103,18 @@ def test_windows_spanning_days_read_back_from_both_partitions(lake, spark):
     assert sorted(r["ingest_hour"].replace(tzinfo=timezone.utc) for r in frame.collect()) == [hour(1), hour(2)]
 
 
+def test_spark_reads_the_current_snapshot_never_the_files_a_rewrite_removed(lake, spark):
+    lake.write_window(GOLD_OVERVIEW, overview_rows(range(4), coins=10), hour(0), hour(4), "run-1")
+    lake.write_window(GOLD_OVERVIEW, overview_rows([1, 2], coins=20), hour(1), hour(3), "run-2")
+    store = lake_files.store(lake.table_uri(GOLD_OVERVIEW))
+    stored = [o["path"] for o in obstore.list(store).collect() if o["path"].endswith(".parquet")]
+    current = lake.delta_table(GOLD_OVERVIEW).file_uris()
+    assert len(stored) > len(current)  # the replaced files are still there until a vacuum
+    frame = lake.read_window(spark, GOLD_OVERVIEW, hour(0), hour(4))
+    got = sorted((r["ingest_hour"].replace(tzinfo=timezone.utc), r["coins_tracked"]) for r in frame.collect())
+    assert got == [(hour(0), 10), (hour(1), 20), (hour(2), 20), (hour(3), 10)]
+
+
 def test_reading_a_table_that_does_not_exist_gives_an_empty_frame_with_the_schema(lake, spark):
     assert lake.read_window_arrow(GOLD_OVERVIEW, hour(0), hour(1)).schema == GOLD_OVERVIEW.arrow_schema
     frame = lake.read_window(spark, GOLD_OVERVIEW, hour(0), hour(1))
@@ -243,3 +255,13 @@ def test_two_captures_of_one_hour_appended_at_once_are_both_kept(lake):
     assert sorted(versions) == [1, 2, 3, 4]
     bronze = lake.read_window_arrow(BRONZE, hour(0), hour(1))
     assert len(bronze) == 5 * len(rows)
+
+
+def test_a_lake_at_an_az_uri_replaces_windows_and_lands_captures(azure, tmp_path):
+    """``az://container/prefix`` (the CLI tests run ``abfss://``): Delta and the landing files on Azurite."""
+    lake = LakehouseResource(root=f"az://lake/{tmp_path.name}")
+    lake.write_window(GOLD_OVERVIEW, overview_rows(range(3), coins=10), hour(0), hour(3), "run-1")
+    lake.write_window(GOLD_OVERVIEW, overview_rows([1], coins=20), hour(1), hour(2), "run-2")
+    assert coins_by_hour(lake) == {hour(0): 10, hour(1): 20, hour(2): 10}
+    land(lake, "coingecko/markets/x", {"page-0001.json": b"[1]"})
+    assert lake.landing.captures("coingecko") == ["coingecko/markets/x"]

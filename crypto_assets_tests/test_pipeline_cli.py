@@ -39,7 +39,7 @@ def pipeline(simulator, tmp_path_factory, sqlite_odbc):
     first = now - 3 * HOUR
     past_range = f"{partition_key(first)}...{partition_key(now - HOUR)}"
     requests_before = len(simulator.requests)
-    materialize(env, "--partition-range", past_range)
+    backfill = materialize(env, "--partition-range", past_range)
     materialize(env, "--partition", partition_key(now))
     lake = LakehouseResource(root=str(lake_root))
     first_state = lake_state(lake, first, now + HOUR)
@@ -54,7 +54,17 @@ def pipeline(simulator, tmp_path_factory, sqlite_odbc):
         "past_range": past_range,
         "state": first_state,
         "api_calls": api_calls,
+        "backfill_log": backfill.stdout + backfill.stderr,
     }
+
+
+def test_a_history_fetch_reports_its_plan_and_progress_and_keeps_per_chunk_lines_at_debug(pipeline):
+    lines = pipeline["backfill_log"].splitlines()
+    info = [line for line in lines if " - INFO - " in line]
+    assert any(f"history: {COINS_LIMIT} coins for 3 hours: {COINS_LIMIT} calls, at least" in line for line in info)
+    assert any(f"history: {COINS_LIMIT}/{COINS_LIMIT} coins in " in line for line in info)
+    chunks = [line for line in lines if " chunk 1: " in line and "history " in line]
+    assert chunks and all(" - DEBUG - " in line for line in chunks)
 
 
 def test_past_hours_are_reconstructed_from_history_and_the_current_hour_is_a_snapshot(pipeline, simulator):

@@ -8,10 +8,13 @@ CRYPTO_LAKE_ROOT that is no lake, fails before any API call, naming what to chec
 from __future__ import annotations
 
 import uuid
+from pathlib import Path
 
+import obstore
 import pytest
 
 from crypto_assets.partitions import HOUR, current_hour, partition_key
+from crypto_assets.resources import lake_files
 from crypto_assets.resources.lakehouse import LakehouseResource
 from services import s3_server, spark_cluster, spark_connect_server
 from support import REFERENCE_COINS, lake_content, materialize, pipeline_env, star_content
@@ -48,12 +51,22 @@ def assert_identical(got: tuple[dict, dict], reference: dict) -> None:
 
 
 def test_the_lake_on_s3_with_local_spark(still_simulator, reference_run, s3, tmp_path):
-    got = build(still_simulator, reference_run["window"], tmp_path, f"s3://lake/{uuid.uuid4().hex}", "local[", **s3)
+    root = f"s3://lake/{uuid.uuid4().hex}"
+    got = build(still_simulator, reference_run["window"], tmp_path, root, "local[", **s3)
     assert_identical(got, reference_run)
+    # the landing files are in the bucket too, each capture with its manifest; nothing local
+    landed = [o["path"] for o in obstore.list(lake_files.store(f"{root}/raw_data/landing")).collect()]
+    assert any(path.endswith("manifest.json") for path in landed) and len(landed) > 1
+    assert not Path("s3:").exists() and not (tmp_path / "s3:").exists()
+    # the store's secret is nowhere in what Dagster kept of the run (event log, compute logs)
+    secret = s3["AWS_SECRET_ACCESS_KEY"].encode()
+    kept = [p for p in (tmp_path / "home").rglob("*") if p.is_file()]
+    assert kept and not [p for p in kept if secret in p.read_bytes()]
 
 
-def test_the_lake_on_azure_blob_with_local_spark(still_simulator, reference_run, azure, tmp_path):
-    got = build(still_simulator, reference_run["window"], tmp_path, f"az://lake/{uuid.uuid4().hex}", "local[", **azure)
+def test_the_lake_on_adls_gen2_with_local_spark(still_simulator, reference_run, azure, tmp_path):
+    root = f"abfss://lake@{azure['AZURE_STORAGE_ACCOUNT_NAME']}.dfs.core.windows.net/{uuid.uuid4().hex}"
+    got = build(still_simulator, reference_run["window"], tmp_path, root, "local[", **azure)
     assert_identical(got, reference_run)
 
 

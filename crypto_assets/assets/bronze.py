@@ -42,6 +42,7 @@ from crypto_assets.partitions import (
     window_label,
     window_slices,
 )
+from crypto_assets.progress import Progress, duration
 from crypto_assets.resources.coingecko import CoinGeckoError, CoinGeckoResource, MarketsCapture
 from crypto_assets.resources.lakehouse import LakehouseResource, rows_per_hour
 from crypto_assets.tables import BRONZE
@@ -119,7 +120,13 @@ def capture_history(
     landing = history_landing(lakehouse.landing, hours, coingecko.vs_currency, run_id)
     for page in universe_pages:
         landing.add(f"universe/page-{page.page:04d}.json", page, "universe")
+    calls, at_least = client.calls_for_history(len(coins), hours[0], hours[-1] + HOUR)
+    context.log.info(
+        "history: %d coins for %d hours: %d calls, at least %s at the plan's rate (%s)",
+        len(coins), len(hours), calls, duration(at_least), universe_source,
+    )  # fmt: skip
     not_found = []
+    progress = Progress(context.log, "history", len(coins), "coins")
     for number, coin in enumerate(coins):
         try:
             history = client.market_chart_range(coin["id"], hours[0], hours[-1] + HOUR)
@@ -132,12 +139,12 @@ def capture_history(
             )
         else:
             landing.add_coin(number, coin, history.pages)
-        if (number + 1) % 50 == 0 or number + 1 == len(coins):
-            context.log.info("history: %d/%d coins fetched and landed", number + 1, len(coins))
+        progress.advance()
     capture = landing.finish()
     metadata = {
         "history_universe": universe_source,
         "history_coins": len(coins),
+        "history_fetch_seconds": round(time.monotonic() - progress.started, 1),
         "coins_not_found": MetadataValue.json(not_found),
     }
     return capture, not_found, metadata

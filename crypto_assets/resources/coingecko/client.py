@@ -272,6 +272,12 @@ class CoinGeckoClient:
             raise self._error(f"a JSON {type(payload).__name__} where an array was expected", **context)
         return payload
 
+    def calls_for_history(self, coins: int, start: datetime, end: datetime) -> tuple[int, float]:
+        """Calls a history fetch of ``coins`` over [start, end) makes, and the seconds the rate
+        limit alone needs for them (retries aside)."""
+        chunks = max(1, -(-(end - start) // HISTORY_CHUNK))
+        return coins * chunks, coins * chunks * self.limiter.interval
+
     def market_chart_range(self, coin_id: str, start: datetime, end: datetime) -> HistoryCapture:
         """Prices, caps and volumes of ``coin_id`` in [start, end), in ≤90-day chunks (hourly points)."""
         if start.tzinfo is None or end.tzinfo is None:
@@ -301,7 +307,7 @@ class CoinGeckoClient:
                     )  # fmt: skip
                 points.update((int(ms), float(v)) for ms, v in values if start_ms <= ms < end_ms)
             pages.append(api_page)
-            log.info("history %s chunk %d: %d points", coin_id, chunk, len(payload["prices"]))
+            log.debug("history %s chunk %d: %d points", coin_id, chunk, len(payload["prices"]))
             chunk_start = chunk_end
         return HistoryCapture(
             coin_id, pages, *(sorted(series[n].items()) for n in ("prices", "market_caps", "total_volumes"))
