@@ -12,7 +12,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from crypto_assets.cli import materialize_command
+from crypto_assets.cli import launch_command
 from crypto_assets.local_instance import ensure_local_instance
 from crypto_assets.partitions import HOUR, current_hour, hour_label, partition_key
 from crypto_assets.resources.lakehouse import LakehouseResource, rows_per_hour
@@ -26,9 +26,9 @@ DEMO_COINS = 300
 INFO_LOGS = '{"loggers": {"console": {"config": {"log_level": "INFO"}}}}'
 
 
-def materialize(partition_args: list[str], env: dict[str, str]) -> None:
-    command = materialize_command(*partition_args, "--config-json", INFO_LOGS)
-    print("$", " ".join(command[2:]), flush=True)
+def launch(partition_args: list[str], env: dict[str, str]) -> None:
+    command = launch_command(*partition_args, "--config-json", INFO_LOGS)
+    print("$ dg", " ".join(command[1:]), flush=True)
     started = time.monotonic()
     subprocess.run(command, env=env, check=True)
     print(f"  done in {time.monotonic() - started:.1f} s", flush=True)
@@ -63,8 +63,8 @@ def main() -> None:
         now = current_hour()
         first = now - 3 * HOUR
         print(f"CoinGecko simulator at {simulator.base_url} ({DEMO_COINS} coins)")
-        materialize(["--partition-range", f"{partition_key(first)}...{partition_key(now - HOUR)}"], env)
-        materialize(["--partition", partition_key(now)], env)
+        launch(["--partition-range", f"{partition_key(first)}...{partition_key(now - HOUR)}"], env)
+        launch(["--partition", partition_key(now)], env)
         print_counts(env, first, now + HOUR)
     odbc = env["CRYPTO_WAREHOUSE_ODBC"]
     print(f"\nLakehouse: {env['CRYPTO_LAKE_ROOT']}\nWarehouse: {mask_password(odbc, odbc)}")
