@@ -15,7 +15,7 @@ SUDO        := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 AZURITE     := .tools/node/node_modules/.bin/azurite-blob
 AZURITE_VERSION := 3.35.0
 
-.PHONY: setup system demo test lint fmt run ui bench clean
+.PHONY: setup system demo test lint fmt run ui dashboard bench clean
 
 setup: system $(VENV)/.installed $(AZURITE)
 
@@ -74,6 +74,11 @@ run: setup
 ui: setup
 	$(PY) -m crypto_assets.local_instance "$(DAGSTER_HOME)"
 	$(DAGSTER) dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+# The warehouse dashboard on http://127.0.0.1:8501 (after `make demo`; CRYPTO_WAREHOUSE_ODBC picks another
+# warehouse, DASHBOARD_PORT another port). Read-only: SQLite opened read-only, servers as crypto_reader.
+dashboard: setup
+	$(PY) -m crypto_assets.dashboard --port $${DASHBOARD_PORT:-8501}
 
 bench: setup
 	$(PY) -m benchmarks.pipeline

@@ -1,4 +1,4 @@
-"""The one Definitions object: assets, resources from the settings table, jobs, schedules, sensor."""
+"""The one Definitions object: assets, resources from the settings table, jobs, schedules, alert sensors."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from dagster import (
     load_assets_from_modules,
 )
 
-from crypto_assets.alerts import run_failure_alert
+from crypto_assets.alerts import check_failure_alert, freshness_alert, missed_schedule_alert, run_failure_alert
 from crypto_assets.assets import bronze, gold, silver, warehouse
 from crypto_assets.maintenance import maintenance_job, maintenance_schedule
 from crypto_assets.partitions import hourly_partitions
@@ -70,7 +70,12 @@ defs = Definitions(
     assets=assets,
     jobs=[hourly_job, maintenance_job],
     schedules=[hourly_schedule, maintenance_schedule],
-    sensors=[run_failure_alert],
+    sensors=[
+        run_failure_alert,
+        check_failure_alert,
+        freshness_alert,
+        missed_schedule_alert(hourly_schedule.name),
+    ],
     resources=resources,
     executor=in_process_executor,
 )

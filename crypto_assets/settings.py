@@ -175,12 +175,17 @@ SETTINGS: tuple[Setting, ...] = (
         matching(r"\d{4}-\d{2}-\d{2}-\d{2}:00", "an hour as YYYY-MM-DD-HH:00"),
     ),
     Setting(
-        "CRYPTO_ALERT_WEBHOOK_URL", None, "Slack-compatible webhook for failed runs and blocking checks",
+        "CRYPTO_ALERT_WEBHOOK_URL", None, "Slack-compatible webhook for every alert (failed runs and checks, stale tables, missed schedule ticks)",
         field=("alert_webhook", "url"), secret=True, shown_default="unset (alerts only logged)",
     ),
     Setting(
         "CRYPTO_DAGSTER_UI_URL", None, "the UI's address, for links in alerts",
         matching(r"https?://\S+", "an http(s) URL"), ("alert_webhook", "ui_url"),
+    ),
+    Setting(
+        "CRYPTO_ALERT_WARNINGS", "daily",
+        "failing warning checks alerted: `off`, `daily` (the first failure of each check per UTC day) or `every`",
+        one_of("off", "daily", "every"), ("alert_webhook", "warnings"),
     ),
     Setting("CRYPTO_DEMO_DATA", "./data", "where `make demo` keeps its lake, warehouse and Dagster home", deployment=False),
     Setting(

@@ -4,12 +4,11 @@ instance that recorded it, and the message as a local HTTP receiver got it."""
 from __future__ import annotations
 
 import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from dagster import (
     AssetCheckResult,
+    AssetCheckSeverity,
     AssetCheckSpec,
     DagsterInstance,
     MaterializeResult,
@@ -17,6 +16,7 @@ from dagster import (
     build_run_status_sensor_context,
     materialize,
 )
+from webhook_receiver import Receiver, posted_text
 
 from crypto_assets.alerts import run_failure_alert
 from crypto_assets.assets.bronze import bronze_coingecko_markets
@@ -30,33 +30,6 @@ from support import settle_hour
 
 API_KEY = "CG-s3cr3t-test-key-0042"
 ODBC_WITH_PASSWORD = "DRIVER={PostgreSQL Unicode};SERVER=db;UID=loader;PWD={hunter2;x};DATABASE=crypto"
-
-
-class Receiver:
-    """An HTTP endpoint on 127.0.0.1 that records the JSON bodies POSTed to it."""
-
-    def __init__(self, status: int = 200):
-        self.bodies: list[dict] = []
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self):
-                length = int(self.headers.get("Content-Length", 0))
-                receiver.bodies.append(json.loads(self.rfile.read(length)))
-                self.send_response(status)
-                self.end_headers()
-                self.wfile.write(b"ok" if status < 300 else b"invalid_token")
-
-            def log_message(self, *args):
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/services/T000/B000/XXXX"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture
@@ -76,10 +49,6 @@ def evaluate_sensor(instance: DagsterInstance, result, webhook: AlertWebhookReso
         resources={"alert_webhook": webhook},
     ).for_run_failure()
     run_failure_alert(context)
-
-
-def posted_text(body: dict) -> str:
-    return json.dumps(body, ensure_ascii=False)
 
 
 def test_a_bronze_failure_posts_run_asset_hour_and_error_without_the_key(receiver, tmp_path):
@@ -173,7 +142,7 @@ def test_no_webhook_configured_means_no_post_and_no_error(receiver):
 
 
 def test_a_refusing_webhook_is_an_error_that_does_not_show_the_url():
-    server = Receiver(status=403)
+    server = Receiver(403)
 
     @asset
     def broken():
@@ -209,19 +178,33 @@ def test_scrub_hides_secrets(monkeypatch, text, hidden):
     assert hidden not in scrub(text)
 
 
-def test_text_from_data_cannot_mention_or_link_in_slack():
-    from crypto_assets.alerts import FailedCheck, RunAlert, slack_message
+def test_text_from_data_cannot_mention_or_link_in_slack(receiver):
+    """An error and check metadata carrying Slack markup reach the message as literal text."""
 
-    alert = RunAlert(
-        "r1",
-        "crypto_hourly",
-        ["2026-11-25T13:00Z"],
-        ["raw_data/bronze_coingecko_markets"],
-        "unknown field <!channel> & <http://evil.example|click>",
-        [FailedCheck("raw_data/bronze_coingecko_markets", "no_schema_drift", False, '{"<!here>": 1}')],
-        "http://dagster.example/runs/r1",
-    )
-    message = json.dumps(slack_message(alert))
+    @asset(check_specs=[AssetCheckSpec("no_schema_drift", asset="upstream")])
+    def upstream():
+        return MaterializeResult(
+            check_results=[
+                AssetCheckResult(
+                    check_name="no_schema_drift",
+                    passed=False,
+                    severity=AssetCheckSeverity.WARN,
+                    metadata={"<!here>": 1},
+                )
+            ]
+        )
+
+    @asset(deps=[upstream])
+    def downstream():
+        raise ValueError("unknown field <!channel> & <http://evil.example|click>")
+
+    instance = DagsterInstance.ephemeral()
+    result = materialize([upstream, downstream], instance=instance, raise_on_error=False)
+    evaluate_sensor(instance, result, AlertWebhookResource(url=receiver.url, ui_url="http://dagster.example"))
+
+    message = json.dumps(receiver.bodies[0])
     assert "<!channel>" not in message and "<!here>" not in message and "<http://evil" not in message
     assert "&lt;!channel&gt; &amp; &lt;http://evil.example|click&gt;" in message
-    assert "<http://dagster.example/runs/r1|r1>" in message  # our own link stays a link
+    assert "warning `no_schema_drift` on `upstream`" in message
+    run = result.run_id
+    assert f"<http://dagster.example/runs/{run}|{run}>" in message  # our own link stays a link

@@ -1,11 +1,13 @@
-"""Where alerts go: a Slack-compatible incoming webhook, and the UI's address for links."""
+"""Where alerts go: a Slack-compatible incoming webhook, the UI's address for links, and how
+often a failing warning check is worth a message."""
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Literal, Optional
+from urllib.parse import quote
 
 import requests
-from dagster import ConfigurableResource
+from dagster import AssetKey, ConfigurableResource
 from pydantic import Field
 
 from crypto_assets.redaction import scrub
@@ -16,7 +18,7 @@ class AlertDeliveryError(Exception):
 
 
 class AlertWebhookResource(ConfigurableResource):
-    """The alert sensor's way out; with no URL an alert is only logged."""
+    """The alert sensors' way out; with no URL an alert is only logged."""
 
     url: Optional[str] = Field(
         default=None, description="CRYPTO_ALERT_WEBHOOK_URL: a Slack-compatible incoming webhook (a secret)."
@@ -24,10 +26,26 @@ class AlertWebhookResource(ConfigurableResource):
     ui_url: Optional[str] = Field(
         default=None, description="CRYPTO_DAGSTER_UI_URL: the UI's address, so an alert links to its run."
     )
+    warnings: Literal["off", "daily", "every"] = Field(
+        default="daily",
+        description="CRYPTO_ALERT_WARNINGS: failing warning checks are posted never (off), on the first failure "
+        "of each check per UTC day (daily) or on every failure (every).",
+    )
     timeout_seconds: float = Field(default=10.0, gt=0)
 
+    def _page(self, path: str) -> Optional[str]:
+        return f"{self.ui_url.rstrip('/')}/{path}" if self.ui_url else None
+
     def run_url(self, run_id: str) -> Optional[str]:
-        return f"{self.ui_url.rstrip('/')}/runs/{run_id}" if self.ui_url else None
+        return self._page(f"runs/{run_id}")
+
+    def asset_url(self, key: AssetKey, view: Optional[str] = None) -> Optional[str]:
+        path = "/".join(quote(part, safe="") for part in key.path)
+        return self._page(f"assets/{path}" + (f"?view={view}" if view else ""))
+
+    def schedule_url(self, location: str, schedule: str) -> Optional[str]:
+        # The UI names the repository of a Definitions object by its code location alone.
+        return self._page(f"locations/{quote(location, safe='')}/schedules/{quote(schedule, safe='')}")
 
     def post(self, payload: dict) -> None:
         if not self.url:
