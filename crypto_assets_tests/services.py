@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -244,3 +245,40 @@ def spark_connect_server(log_dir: Path, env: dict | None = None):
     ]
     with running(command, port, "Spark Connect server", log_dir / "spark-connect.log", spark_env(env), timeout=120):
         yield f"sc://127.0.0.1:{port}"
+
+
+# --- headless Chromium (Debian's chromium + chromium-driver, driven by Selenium) --------------
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
+CHROMIUM_FLAGS = (
+    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+)  # fmt: skip
+
+
+def browser_missing() -> str | None:
+    """What of the headless browser is missing here, or None."""
+    missing = [path for path in (CHROMIUM, CHROMEDRIVER) if not os.access(path, os.X_OK)]
+    try:
+        import selenium  # noqa: F401
+    except ImportError:
+        missing.append("the selenium package")
+    return ", ".join(missing) or None
+
+
+@contextmanager
+def headless_chromium(profile: Path, window: str = "1600,1400"):
+    """A Selenium driver of headless Chromium with its own profile folder, quit at the end."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in (*CHROMIUM_FLAGS, f"--window-size={window}", f"--user-data-dir={profile}"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
+    try:
+        yield driver
+    finally:
+        driver.quit()

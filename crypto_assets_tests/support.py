@@ -4,6 +4,7 @@ processes started and killed by pid, and table contents compared across lakes an
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -43,6 +44,15 @@ def unavailable(reason: str):
     if IN_CI:
         pytest.fail(f"{reason} (CI is set: this test must run)")
     pytest.skip(reason)
+
+
+def artifacts(name: str) -> Path:
+    """A folder for what a test leaves for people to look at (screenshots): data/test-artifacts/<name>
+    of the checkout (ignored by git), emptied first so it holds this run's files only."""
+    folder = REPO / "data" / "test-artifacts" / name
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    return folder
 
 
 def settle_hour(margin_seconds: int = 60) -> None:

@@ -24,7 +24,6 @@ from dagster import (
     MaterializeResult,
     SensorResult,
     asset,
-    build_run_status_sensor_context,
     build_sensor_context,
     materialize,
 )
@@ -34,9 +33,9 @@ from dagster._core.types.loadable_target_origin import LoadableTargetOrigin
 from dagster._core.workspace.load_target import InProcessWorkspaceLoadTarget
 from dagster._daemon.freshness import FreshnessDaemon
 from dagster._scheduler.scheduler import launch_scheduled_runs
-from webhook_receiver import Receiver, posted_text
+from webhook_receiver import Receiver, evaluate_run_failure_alert, posted_text
 
-from crypto_assets.alerts import check_failure_alert, freshness_alert, missed_schedule_alert, run_failure_alert
+from crypto_assets.alerts import check_failure_alert, freshness_alert, missed_schedule_alert
 from crypto_assets.definitions import defs, hourly_schedule
 from crypto_assets.partitions import HOUR, current_hour, floor_hour, hour_label, hourly_partitions, partition_key
 from crypto_assets.resources.alert_webhook import AlertWebhookResource
@@ -259,14 +258,7 @@ def test_the_checks_of_a_failed_run_are_posted_once_by_the_run_alert(receiver, i
 
     # Dagster fails a step whose blocking check failed; the run-failure sensor reports the run.
     assert not result.success
-    context = build_run_status_sensor_context(
-        sensor_name=run_failure_alert.name,
-        dagster_event=result.get_run_failure_event(),
-        dagster_instance=instance,
-        dagster_run=result.dagster_run,
-        resources={"alert_webhook": webhook},
-    ).for_run_failure()
-    run_failure_alert(context)
+    evaluate_run_failure_alert(instance, result, webhook)
     assert len(receiver.bodies) == 1
     text = posted_text(receiver.bodies[0])
     assert "blocking `prices_positive` on `cleaned_data/probe`" in text

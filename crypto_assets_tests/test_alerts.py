@@ -13,12 +13,10 @@ from dagster import (
     DagsterInstance,
     MaterializeResult,
     asset,
-    build_run_status_sensor_context,
     materialize,
 )
-from webhook_receiver import Receiver, posted_text
+from webhook_receiver import Receiver, evaluate_run_failure_alert, posted_text
 
-from crypto_assets.alerts import run_failure_alert
 from crypto_assets.assets.bronze import bronze_coingecko_markets
 from crypto_assets.partitions import HOUR, current_hour, hour_label, hourly_partitions, partition_key
 from crypto_assets.redaction import scrub
@@ -40,17 +38,6 @@ def receiver(monkeypatch):
     server.close()
 
 
-def evaluate_sensor(instance: DagsterInstance, result, webhook: AlertWebhookResource) -> None:
-    context = build_run_status_sensor_context(
-        sensor_name=run_failure_alert.name,
-        dagster_event=result.get_run_failure_event(),
-        dagster_instance=instance,
-        dagster_run=result.dagster_run,
-        resources={"alert_webhook": webhook},
-    ).for_run_failure()
-    run_failure_alert(context)
-
-
 def test_a_bronze_failure_posts_run_asset_hour_and_error_without_the_key(receiver, tmp_path):
     settle_hour()
     hour = current_hour()
@@ -70,7 +57,7 @@ def test_a_bronze_failure_posts_run_asset_hour_and_error_without_the_key(receive
             },
         )
     assert not result.success
-    evaluate_sensor(instance, result, AlertWebhookResource(url=receiver.url))
+    evaluate_run_failure_alert(instance, result, AlertWebhookResource(url=receiver.url))
 
     assert len(receiver.bodies) == 1
     body = receiver.bodies[0]
@@ -119,7 +106,9 @@ def test_a_failed_blocking_check_is_named_with_its_hours_and_scrubbed(receiver):
         },
     )
     assert not result.success
-    evaluate_sensor(instance, result, AlertWebhookResource(url=receiver.url, ui_url="http://dagster.example:3000/"))
+    evaluate_run_failure_alert(
+        instance, result, AlertWebhookResource(url=receiver.url, ui_url="http://dagster.example:3000/")
+    )
 
     text = posted_text(receiver.bodies[0])
     assert f"<http://dagster.example:3000/runs/{result.run_id}|{result.run_id}>" in text
@@ -137,7 +126,7 @@ def test_no_webhook_configured_means_no_post_and_no_error(receiver):
 
     instance = DagsterInstance.ephemeral()
     result = materialize([broken], instance=instance, raise_on_error=False)
-    evaluate_sensor(instance, result, AlertWebhookResource())
+    evaluate_run_failure_alert(instance, result, AlertWebhookResource())
     assert receiver.bodies == []
 
 
@@ -152,7 +141,7 @@ def test_a_refusing_webhook_is_an_error_that_does_not_show_the_url():
     result = materialize([broken], instance=instance, raise_on_error=False)
     try:
         with pytest.raises(Exception) as caught:
-            evaluate_sensor(instance, result, AlertWebhookResource(url=server.url))
+            evaluate_run_failure_alert(instance, result, AlertWebhookResource(url=server.url))
     finally:
         server.close()
     assert isinstance(caught.value, AlertDeliveryError) or isinstance(caught.value.__cause__, AlertDeliveryError)
@@ -200,7 +189,9 @@ def test_text_from_data_cannot_mention_or_link_in_slack(receiver):
 
     instance = DagsterInstance.ephemeral()
     result = materialize([upstream, downstream], instance=instance, raise_on_error=False)
-    evaluate_sensor(instance, result, AlertWebhookResource(url=receiver.url, ui_url="http://dagster.example"))
+    evaluate_run_failure_alert(
+        instance, result, AlertWebhookResource(url=receiver.url, ui_url="http://dagster.example")
+    )
 
     message = json.dumps(receiver.bodies[0])
     assert "<!channel>" not in message and "<!here>" not in message and "<http://evil" not in message

@@ -1,7 +1,7 @@
 """The warehouse dashboard (crypto_assets/dashboard): its panels' SQL against the reference run's
 warehouse (the numbers are the fact tables'), the same panels on PostgreSQL and MariaDB read as
-the read-only role, and the page itself in headless Chromium with a screenshot kept in the test's
-tmp dir. The browser part fails rather than skips under CI when Chromium is missing."""
+the read-only role, and the page itself in headless Chromium with a screenshot kept in
+data/test-artifacts (the test prints where). The browser part fails rather than skips under CI when Chromium is missing."""
 
 from __future__ import annotations
 
@@ -24,24 +24,19 @@ from crypto_assets.resources.lakehouse import LakehouseResource
 from crypto_assets.resources.warehouse import WarehouseError, WarehouseResource
 from crypto_assets.resources.warehouse.dialects import DIALECTS
 from crypto_assets.tables import GOLD_TABLES, SILVER
-from services import free_port, stop, wait_listening
+from services import browser_missing, free_port, headless_chromium, stop, wait_listening
 from support import (
     IN_CI,
     MARIADB_SERVER,
     POSTGRES_SERVER,
     REFERENCE_COINS,
     REFERENCE_HOURS,
+    artifacts,
     mariadb_schemas,
     postgres_database,
     query,
 )
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
-CHROMIUM_FLAGS = (
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync", "--window-size=1600,2300",
-)  # fmt: skip
 PANELS = ("Market overview over time", "Distribution by tier", "Top movers", "Data quality per hour")
 TOP = 5
 
@@ -273,32 +268,14 @@ def test_server_engines_show_the_same_panels_read_as_the_reader_role(server, ref
 # --- the page in a browser --------------------------------------------------------------------
 
 
-def _browser_missing() -> str | None:
-    missing = [path for path in (CHROMIUM, CHROMEDRIVER) if not os.access(path, os.X_OK)]
-    try:
-        import selenium  # noqa: F401
-    except ImportError:
-        missing.append("the selenium package")
-    return ", ".join(missing) or None
-
-
 @pytest.fixture
 def browser(tmp_path):
-    if _browser_missing():
+    if browser_missing():
         if IN_CI:
-            pytest.fail(f"the dashboard's browser test must run under CI; missing: {_browser_missing()}", pytrace=False)
-        pytest.skip(f"no headless browser here ({_browser_missing()})")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in CHROMIUM_FLAGS:
-        options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={tmp_path / 'chromium-profile'}")
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    yield driver
-    driver.quit()
+            pytest.fail(f"the dashboard's browser test must run under CI; missing: {browser_missing()}", pytrace=False)
+        pytest.skip(f"no headless browser here ({browser_missing()})")
+    with headless_chromium(tmp_path / "chromium-profile", window="1600,2300") as driver:
+        yield driver
 
 
 @contextmanager
@@ -368,7 +345,7 @@ def test_the_dashboard_shows_the_four_panels_in_a_browser(browser, ref, tmp_path
     from selenium.webdriver.common.by import By
 
     with served(ref, tmp_path) as (url, process, log):
-        body = show(browser, url, process, log, tmp_path / "dashboard.png", f"{REFERENCE_HOURS} ok")
+        body = show(browser, url, process, log, artifacts("dashboard") / "dashboard.png", f"{REFERENCE_HOURS} ok")
         metrics = {
             m.find_element(By.CSS_SELECTOR, "[data-testid=stMetricLabel]").text: m.find_element(
                 By.CSS_SELECTOR, "[data-testid=stMetricValue]"
@@ -397,7 +374,7 @@ def test_the_dashboard_shows_movers_and_flawed_hours_never_the_password(browser,
     odbc, keys, changes = altered
     secret = f"pw-{uuid.uuid4().hex[:12]}"  # the SQLite3 driver ignores PWD: the page must hide it all the same
     with served(f"{odbc};PWD={secret}", tmp_path) as (url, process, log):
-        body = show(browser, url, process, log, tmp_path / "dashboard-flawed.png", "1 missing")
+        body = show(browser, url, process, log, artifacts("dashboard-flawed") / "dashboard-flawed.png", "1 missing")
         source = browser.page_source
         tiers, rises, falls, hours = table_rows(browser)
 

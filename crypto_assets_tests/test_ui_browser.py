@@ -7,7 +7,6 @@ UI launch, and dequeued by the daemon; it must succeed. Screenshots stay in the 
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -19,15 +18,9 @@ from dagster import DagsterInstance
 
 from crypto_assets.partitions import current_hour, partition_key
 from crypto_assets.simulator import Simulator
-from services import free_port
-from support import settle_hour
+from services import browser_missing, free_port, headless_chromium
+from support import artifacts, settle_hour
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
-CHROMIUM_FLAGS = (
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync", "--window-size=1600,1400",
-)  # fmt: skip
 EXPECTED_ASSETS = {
     "raw_data/bronze_coingecko_markets",
     "cleaned_data/silver_market_snapshots",
@@ -45,22 +38,11 @@ RUN_TIMEOUT_SECONDS = 180
 TERMINAL = {"SUCCESS", "FAILURE", "CANCELED"}
 
 
-def _browser_missing() -> str | None:
-    missing = [path for path in (CHROMIUM, CHROMEDRIVER) if not os.access(path, os.X_OK)]
-    try:
-        import selenium  # noqa: F401
-    except ImportError:
-        missing.append("the selenium package")
-    return ", ".join(missing) or None
-
-
-if _browser_missing():
+if browser_missing():
     if os.environ.get("CI"):
-        pytest.fail(f"the browser test must run under CI; missing: {_browser_missing()}", pytrace=False)
-    pytest.skip(f"no headless browser here ({_browser_missing()})", allow_module_level=True)
+        pytest.fail(f"the browser test must run under CI; missing: {browser_missing()}", pytrace=False)
+    pytest.skip(f"no headless browser here ({browser_missing()})", allow_module_level=True)
 
-from selenium import webdriver  # noqa: E402
-from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.common.keys import Keys  # noqa: E402
 from selenium.webdriver.support import expected_conditions as EC  # noqa: E402
@@ -137,8 +119,8 @@ class Dagster:
 
 
 @pytest.fixture(scope="module")
-def shots(tmp_path_factory) -> Path:
-    return tmp_path_factory.mktemp("screenshots")
+def shots() -> Path:
+    return artifacts("dagster-ui")
 
 
 @pytest.fixture(scope="module")
@@ -169,14 +151,8 @@ def dagster(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in CHROMIUM_FLAGS:
-        options.add_argument(flag)
-    options.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium-profile')}")
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    yield driver
-    driver.quit()
+    with headless_chromium(tmp_path_factory.mktemp("chromium-profile")) as driver:
+        yield driver
 
 
 def open_page(browser, url: str) -> None:

@@ -49,3 +49,19 @@ class Receiver:
 def posted_text(body: dict) -> str:
     """A whole message as one string, to look for what it names (or must not)."""
     return json.dumps(body, ensure_ascii=False)
+
+
+def evaluate_run_failure_alert(instance, result, webhook) -> None:
+    """The run-failure sensor over ``result`` (a failed ``materialize`` in ``instance``), posting to ``webhook``."""
+    from dagster import build_run_status_sensor_context
+
+    from crypto_assets.alerts import run_failure_alert
+
+    context = build_run_status_sensor_context(
+        sensor_name=run_failure_alert.name,
+        dagster_event=result.get_run_failure_event(),
+        dagster_instance=instance,
+        dagster_run=result.dagster_run,
+        resources={"alert_webhook": webhook},
+    ).for_run_failure()
+    run_failure_alert(context)
