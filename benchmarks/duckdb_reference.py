@@ -16,6 +16,7 @@ import sys
 import time
 from datetime import datetime, timedelta
 
+from crypto_assets.captures import CAPTURE_STAMP
 from crypto_assets.resources.lakehouse import LakehouseResource
 from crypto_assets.tables import BRONZE, MARKET_CAP_TIERS, NUMERIC_FIELDS, SILVER, TIMESTAMP_FIELDS
 
@@ -70,7 +71,8 @@ def silver_sql(high_volume: float = 1e9, stale_seconds: int = 7200) -> str:
         SELECT *, row_number() OVER best AS _rank, first(capture_id) OVER best AS _best
         FROM checked
         WINDOW best AS (PARTITION BY _reason IS NULL, coin_id, ingest_hour
-                        ORDER BY source <> 'snapshot', capture_id DESC, page, position))
+                        ORDER BY source <> 'snapshot', string_split(capture_id, '{CAPTURE_STAMP}')[-1] DESC,
+                                 capture_id DESC, page, position))
     SELECT * EXCLUDE (_rank, _best, _reason),
            CASE WHEN _reason IS NULL AND _rank > 1 AND capture_id = _best THEN 'duplicate_in_hour'
                 WHEN _reason IS NULL AND _rank > 1 THEN '_superseded' ELSE _reason END AS fate,

@@ -8,8 +8,9 @@ so neither holds more than a part in memory, whatever the window's length.
 A capture is Bronze's unit of history. Its rows are a pure function of its landing folder (the
 response bodies byte for byte, and the manifest saying what each one is), so a capture landed by
 a run that crashed before its Bronze commit becomes exactly the same rows when a later run finds
-it. Capture ids start with the capture's UTC time, so sorting ids of one kind and hour sorts them
-by time (Silver's precedence relies on it).
+it. A capture id is its landing folder, ``{folder of its hours}/capture={UTC time, to the
+second}-{run id[:8]}`` (``capture_id_at``). Only the stamp after ``capture=`` sorts by capture
+time — a history id starts with its span, ``span=A_B`` — so Silver's precedence orders by the stamp.
 
 Ids from the API are data: in a file name each is percent-encoded (``safe_segment``), so
 ``../../x`` or ``/etc/x`` stays one name inside its capture folder.
@@ -75,8 +76,19 @@ def history_spans_overlapping(span_folders: list[str], start: datetime, end: dat
     return overlapping
 
 
-def _stamp(run_id: str) -> str:
-    return f"capture={datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{run_id[:8]}"
+# A capture id's stamp is its text after the last occurrence of this.
+CAPTURE_STAMP = "capture="
+
+
+def capture_id_at(folder: str, run_id: str, captured_at: datetime) -> str:
+    """The id (and landing folder) of a capture taken at ``captured_at`` under ``folder``: ids of
+    one kind sort by capture time on their stamp (fixed width, UTC), then by run."""
+    return f"{folder}/{CAPTURE_STAMP}{captured_at.astimezone(timezone.utc):%Y%m%dT%H%M%SZ}-{run_id[:8]}"
+
+
+def history_prefix(hours: list[datetime]) -> str:
+    """The folder of the history captures of ``hours`` (as ``snapshot_prefix`` is a snapshot's)."""
+    return f"{HISTORY_ROOT}/{_span_folder(hours)}"
 
 
 def _file_entry(name: str, page: ApiPage, kind: str, part: int, coin: dict | None = None) -> dict:
@@ -174,7 +186,12 @@ class CaptureLanding:
 def land_snapshot(landing: Landing, markets: MarketsCapture, hour: datetime, vs_currency: str, run_id: str) -> Capture:
     """The in-progress hour's ``/coins/markets`` pages, landed as one capture."""
     capture = CaptureLanding(
-        landing, f"{snapshot_prefix(hour)}/{_stamp(run_id)}", SNAPSHOT, run_id, vs_currency, [hour]
+        landing,
+        capture_id_at(snapshot_prefix(hour), run_id, datetime.now(timezone.utc)),
+        SNAPSHOT,
+        run_id,
+        vs_currency,
+        [hour],
     )
     for page in markets.pages:
         capture.add(f"page-{page.page:04d}.json", page, "markets")
@@ -187,8 +204,8 @@ def history_landing(
     """Past hours rebuilt from each coin's ``market_chart/range`` chunks, one capture (the
     ``/coins/markets`` pages the coins were chosen from, if fetched, are landed as ``universe``
     files; they make no rows)."""
-    capture_id = f"{HISTORY_ROOT}/{_span_folder(hours)}/{_stamp(run_id)}"
-    return CaptureLanding(landing, capture_id, HISTORY, run_id, vs_currency, hours, coins_per_part)
+    landed_as = capture_id_at(history_prefix(hours), run_id, datetime.now(timezone.utc))
+    return CaptureLanding(landing, landed_as, HISTORY, run_id, vs_currency, hours, coins_per_part)
 
 
 def _array(values, dtype: pa.DataType) -> pa.Array:

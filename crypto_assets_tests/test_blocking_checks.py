@@ -1,58 +1,158 @@
-"""Write, audit, publish, through the real CLI: an hour whose every record is unusable (the API
-served null prices) fails Silver's blocking check on the staged window, so nothing is committed —
-every Delta table keeps its version, the warehouse its rows — and the check shows red with the
-offending hour. Bronze keeps the capture: it is history, and a rerun after a fix re-uses it."""
+"""Write, audit, publish, through the real CLI: a blocking check that fails on the staged window
+commits nothing for its table and nothing downstream, the run fails, the check shows red with
+what it found, and every table keeps its previous version of the hour. One per layer that has
+blocking checks (Silver, Gold, the warehouse), each made to fail by what real data or a real
+database can do. Bronze keeps its capture: it is history, and a rerun after a fix re-uses it."""
 
 from __future__ import annotations
 
+import json
+import shutil
+
+import pyodbc
 import pytest
+import requests
 from dagster import DagsterInstance
 
+from crypto_assets import star_schema as star
 from crypto_assets.partitions import HOUR, current_hour, hour_label, partition_key
 from crypto_assets.resources.lakehouse import LakehouseResource
 from crypto_assets.resources.warehouse import WarehouseResource
 from crypto_assets.simulator import Simulator
-from crypto_assets.tables import ALL_TABLES, BRONZE
+from crypto_assets.tables import ALL_TABLES, BRONZE, GOLD_OVERVIEW, GOLD_TABLES, SILVER
 from support import dump, materialize, pipeline_env
 
 COINS = 20
 pytestmark = pytest.mark.usefixtures("hour_settled")
 
 
-def test_a_failed_blocking_check_commits_nothing_and_shows_the_hour(tmp_path):
-    now = current_hour()
-    odbc = f"DRIVER={{SQLite3}};Database={tmp_path / 'wh.sqlite'};BigInt=1"
+@pytest.fixture(scope="module")
+def api():
+    """The module's CoinGecko simulator; a test that injects a fault clears it."""
     with Simulator(coins=60) as sim:
-        env = pipeline_env(sim.base_url, tmp_path / "home", tmp_path / "lake", odbc, COINS)
-        materialize(env, "--partition-range", f"{partition_key(now - 2 * HOUR)}...{partition_key(now - HOUR)}")
-        lake = LakehouseResource(root=env["CRYPTO_LAKE_ROOT"])
-        versions = {table.path: lake.table_version(table) for table in ALL_TABLES}
-        warehouse = WarehouseResource(odbc_connection_string=odbc)
-        warehouse_before = dump(warehouse)
+        yield sim
 
-        sim.inject("null_prices", times=99)
-        failed = materialize(env, "--partition", partition_key(now), expect_success=False)
-    assert failed.returncode != 0
-    assert (
-        "blocking check(s) hours_not_all_rejected failed on the staged window; nothing was committed"
-        in failed.stdout + failed.stderr
-    )
 
-    after = {table.path: lake.table_version(table) for table in ALL_TABLES}
-    assert after[BRONZE.path] == versions[BRONZE.path] + 1  # the capture is kept as history
-    assert {path: v for path, v in after.items() if path != BRONZE.path} == {
-        path: v for path, v in versions.items() if path != BRONZE.path
-    }
-    assert dump(warehouse) == warehouse_before
+@pytest.fixture(scope="module")
+def baseline(api, tmp_path_factory):
+    """Two past hours through the whole graph, once for the module; each test starts from a copy."""
+    now = current_hour()
+    root = tmp_path_factory.mktemp("baseline")
+    odbc = f"DRIVER={{SQLite3}};Database={root / 'wh.sqlite'};BigInt=1"
+    env = pipeline_env(api.base_url, root / "home", root / "lake", odbc, COINS)
+    materialize(env, "--partition-range", f"{partition_key(now - 2 * HOUR)}...{partition_key(now - HOUR)}")
+    return root
 
-    with DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
-        [run] = instance.get_runs(limit=1)
-        evaluations = [
-            record.event_log_entry.asset_check_evaluation
-            for record in instance.get_records_for_run(run.run_id, limit=10000).records
-            if record.event_log_entry.asset_check_evaluation
+
+class Pipeline:
+    """A copy of the baseline's lake and warehouse, with a fresh Dagster instance."""
+
+    def __init__(self, baseline, tmp_path, base_url: str):
+        shutil.copytree(baseline / "lake", tmp_path / "lake")
+        shutil.copy(baseline / "wh.sqlite", tmp_path / "wh.sqlite")
+        self.odbc = f"DRIVER={{SQLite3}};Database={tmp_path / 'wh.sqlite'};BigInt=1"
+        self.env = pipeline_env(base_url, tmp_path / "home", tmp_path / "lake", self.odbc, COINS)
+        self.lake = LakehouseResource(root=self.env["CRYPTO_LAKE_ROOT"])
+        self.warehouse = WarehouseResource(odbc_connection_string=self.odbc)
+        self.versions = self.table_versions()
+        self.warehouse_rows = dump(self.warehouse)
+
+    def table_versions(self) -> dict[str, int | None]:
+        return {table.path: self.lake.table_version(table) for table in ALL_TABLES}
+
+    def fail_hour(self, hour, refused: str, **extra: str) -> None:
+        """Materialise ``hour``: the run must fail on blocking check ``refused``."""
+        failed = materialize({**self.env, **extra}, "--partition", partition_key(hour), expect_success=False)
+        assert failed.returncode != 0
+        assert (
+            f"blocking check(s) {refused} failed on the staged window; nothing was committed"
+            in failed.stdout + failed.stderr
+        )
+
+    def committed_since(self) -> set[str]:
+        """The tables whose Delta version moved since the copy was made."""
+        return {path for path, version in self.table_versions().items() if version != self.versions[path]}
+
+    def check(self, name: str):
+        """The evaluation of check ``name`` in the newest run."""
+        with DagsterInstance.from_config(self.env["DAGSTER_HOME"]) as instance:
+            [run] = instance.get_runs(limit=1)
+            records = instance.get_records_for_run(run.run_id, limit=10000).records
+        [evaluation] = [
+            r.event_log_entry.asset_check_evaluation
+            for r in records
+            if r.event_log_entry.asset_check_evaluation and r.event_log_entry.asset_check_evaluation.check_name == name
         ]
-    [check] = [e for e in evaluations if e.check_name == "hours_not_all_rejected"]
+        return evaluation
+
+
+@pytest.fixture
+def pipeline(baseline, tmp_path, api) -> Pipeline:
+    """A fresh copy of the baseline for each test, run against the module's simulator."""
+    return Pipeline(baseline, tmp_path, api.base_url)
+
+
+def test_silver_refusing_an_hour_of_unusable_records_commits_nothing(pipeline, api):
+    """The API served null prices: every record is quarantined, so the hour would be empty."""
+    now = current_hour()
+    api.inject("null_prices", times=99)
+    try:
+        pipeline.fail_hour(now, "hours_not_all_rejected")
+    finally:
+        api.clear_faults()
+    assert pipeline.committed_since() == {BRONZE.path}  # the capture is kept as history
+    assert pipeline.table_versions()[BRONZE.path] == pipeline.versions[BRONZE.path] + 1
+    assert dump(pipeline.warehouse) == pipeline.warehouse_rows
+
+    check = pipeline.check("hours_not_all_rejected")
     assert not check.passed and check.blocking
     assert check.metadata["hours_all_rejected"].value == {hour_label(now): {"non_positive_price": COINS}}
-    assert {e.check_name for e in evaluations if e.passed} >= {"accounts_for_bronze", "unique_coin_hour"}
+    assert pipeline.check("accounts_for_bronze").passed and pipeline.check("unique_coin_hour").passed
+
+
+def test_gold_refusing_an_overflowed_total_commits_no_overview_and_no_warehouse(pipeline, api, tmp_path):
+    """Two market caps of 1e308 are finite, so Silver takes them, but their sum overflows: the
+    overview's total is no market total, totals_match_silver refuses it, and the warehouse, which
+    reads every Gold table, does not run."""
+    now = current_hour()
+    records = requests.get(
+        f"{api.base_url}/coins/markets", params={"vs_currency": "usd", "per_page": COINS}, timeout=10
+    ).json()
+    for record in records[:2]:
+        record["market_cap"] = 1e308
+    body = tmp_path / "markets.json"
+    body.write_text(json.dumps(records))
+    with Simulator(markets_file=body) as served:
+        pipeline.fail_hour(now, "totals_match_silver", COINGECKO_BASE_URL=served.base_url)
+
+    committed = pipeline.committed_since()
+    assert GOLD_OVERVIEW.path not in committed and {BRONZE.path, SILVER.path} <= committed
+    assert len(pipeline.lake.read_window_arrow(GOLD_OVERVIEW, now, now + HOUR)) == 0
+    assert len(pipeline.lake.read_window_arrow(SILVER, now, now + HOUR)) == COINS
+    assert dump(pipeline.warehouse) == pipeline.warehouse_rows
+
+    check = pipeline.check("totals_match_silver")
+    assert not check.passed and check.blocking
+    assert check.metadata["mismatched_hours"].value == [hour_label(now)]
+
+
+def test_the_warehouse_refusing_a_load_that_lost_rows_rolls_it_back(pipeline):
+    """A trigger in the database drops every new fact_market_snapshot row (as a rule, a filter or
+    another tool on the database could): the loaded window holds fewer rows than Silver, so
+    fact_rows_match_lakehouse refuses it and the whole load is rolled back."""
+    now = current_hour()
+    fact = pipeline.warehouse.sql_dialect().table(pipeline.warehouse.schema_name, star.FACT_MARKET_SNAPSHOT.name)
+    connection = pyodbc.connect(pipeline.odbc, autocommit=True)
+    try:
+        connection.execute(f"CREATE TRIGGER lose_rows BEFORE INSERT ON {fact} BEGIN SELECT RAISE(IGNORE); END")
+    finally:
+        connection.close()
+    pipeline.fail_hour(now, "fact_rows_match_lakehouse")
+
+    published = {BRONZE.path, SILVER.path, *(table.path for table in GOLD_TABLES)}
+    assert published <= pipeline.committed_since()  # the lake passed its checks
+    assert dump(pipeline.warehouse) == pipeline.warehouse_rows  # dimensions and facts alike
+
+    check = pipeline.check("fact_rows_match_lakehouse")
+    assert not check.passed and check.blocking
+    assert check.metadata["mismatched"].value == {star.FACT_MARKET_SNAPSHOT.name: {"lakehouse": COINS, "warehouse": 0}}

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+from collections import Counter
 from pathlib import Path
 
 import pyarrow.compute as pc
 import pytest
-from dagster import DagsterInstance, EnvVar, materialize
+from dagster import AssetCheckSeverity, DagsterInstance, EnvVar, materialize
 
 from crypto_assets.assets.bronze import bronze_coingecko_markets, duplicate_ids
 from crypto_assets.capture_log import Appended, append_capture_parts, unfinished_captures
@@ -146,6 +148,25 @@ def test_past_hours_come_from_history_fetched_once_per_coin(lake, simulator):
     assert set(record) == {"id", "symbol", "name", "current_price", "market_cap", "total_volume", "last_updated"}
 
 
+def test_a_universe_served_with_duplicates_is_fetched_once_per_coin(lake, simulator):
+    """Ranks moving while paging serve a coin on two pages of /coins/markets: each is one coin."""
+    now = current_hour()
+    simulator.inject("duplicates", page=2, count=3)  # page 2 starts 3 ranks early
+    before = len(simulator.requests)
+    try:
+        result = capture(lake, simulator.base_url, now - 2 * HOUR, now, limit=260)  # 2 pages of 130
+    finally:
+        simulator.clear_faults()
+    assert result.success
+    [folder] = landing_folders(lake)
+    served = [r["id"] for page in sorted(folder.glob("universe/page-*.json")) for r in json.loads(page.read_bytes())]
+    assert len(served) == 260 and len(set(served)) == 257
+    calls = Counter(r["path"] for r in simulator.requests[before:] if "/market_chart/range" in r["path"])
+    assert len(calls) == 257 and set(calls.values()) == {1}
+    metadata = result.get_asset_materialization_events()[0].materialization.metadata
+    assert metadata["history_coins"].value == 257
+
+
 def test_hours_older_than_90_days_get_daily_points_only_and_the_gaps_are_reported(lake, simulator):
     first = current_hour().replace(hour=0) - 100 * 24 * HOUR
     result = capture(lake, simulator.base_url, first, first + 3 * HOUR)
@@ -193,9 +214,10 @@ HOSTILE = {
 def test_hostile_ids_stay_data_in_urls_files_and_rows_and_a_404_coin_is_a_gap(tmp_path):
     lake = LakehouseResource(root=str(tmp_path / "deep" / "er" / "lake"))
     now = current_hour()
+    instance = DagsterInstance.ephemeral()
     with Simulator(coins=12, rename=HOSTILE, delisted=("coin-0008",)) as sim:
         assert capture(lake, sim.base_url, now, limit=12).success  # the universe: this hour's snapshot
-        result = capture(lake, sim.base_url, now - 3 * HOUR, now, limit=12)
+        result = capture(lake, sim.base_url, now - 3 * HOUR, now, limit=12, instance=instance)
         history_paths = [r["path"] for r in sim.requests if "/market_chart/range" in r["path"]]
     assert result.success
     # each id is one encoded URL segment
@@ -213,6 +235,11 @@ def test_hostile_ids_stay_data_in_urls_files_and_rows_and_a_404_coin_is_a_gap(tm
         hour_label(now - i * HOUR) for i in (3, 2, 1)
     ]
     assert "coin-0008" not in bronze.column("coin_id").to_pylist()
+    warnings = [e.user_message for e in instance.all_logs(result.run_id) if e.level == logging.WARNING]
+    assert any("does not know coin 'coin-0008' (404" in message for message in warnings), warnings
+    [check] = [c for c in result.get_asset_check_evaluations() if c.check_name == "history_coins_found"]
+    assert not check.passed and check.severity == AssetCheckSeverity.WARN
+    assert check.metadata["coins_not_found"].value == ["coin-0008"]
 
 
 def test_records_without_a_string_id_are_kept_for_the_quarantine_not_refused_with_their_page(lake, simulator):

@@ -41,14 +41,16 @@ def test_every_check_is_declared_once_with_its_severity():
 # --- Bronze -------------------------------------------------------------------------------
 
 
-def bronze_window(rows, per_hour=None, missing=None, texts=()):
+def bronze_window(rows, per_hour=None, missing=None, texts=(), not_found=()):
     table = pa.Table.from_pylist(
         [dict(zip(("ingest_hour", "capture_id", "coin_id"), r)) for r in rows],
         schema=pa.schema(
             [("ingest_hour", pa.timestamp("us", tz="UTC")), ("capture_id", pa.string()), ("coin_id", pa.string())]
         ),
     )
-    return bronze.BronzeWindow(per_hour or {L0: len(rows)}, bronze.duplicate_ids(table), missing or {}, list(texts))
+    return bronze.BronzeWindow(
+        per_hour or {L0: len(rows)}, bronze.duplicate_ids(table), missing or {}, list(texts), list(not_found)
+    )
 
 
 def test_bronze_hours_captured_fails_on_an_empty_hour():
@@ -69,6 +71,13 @@ def test_bronze_no_schema_drift_fails_on_an_unknown_field():
     assert evaluate(bronze.CHECKS, "no_schema_drift", bronze_window([], texts=['{"id": "btc"}']))[0]
     passed, metadata = evaluate(bronze.CHECKS, "no_schema_drift", bronze_window([], texts=['{"id": "btc", "new": 1}']))
     assert not passed and metadata["unknown_fields"] == {"new": 1}
+
+
+def test_bronze_history_coins_found_warns_naming_the_coins_the_api_does_not_know():
+    assert evaluate(bronze.CHECKS, "history_coins_found", bronze_window([(H0, "a", "btc")]))[0]
+    passed, metadata = evaluate(bronze.CHECKS, "history_coins_found", bronze_window([], not_found=["delisted"]))
+    assert not passed and metadata["coins_not_found"] == ["delisted"]
+    assert not check(bronze.CHECKS, "history_coins_found").blocking
 
 
 # --- Silver -------------------------------------------------------------------------------
@@ -188,6 +197,20 @@ def test_gold_totals_match_silver_fails_on_a_wrong_total(silver_frame):
         gold_checks(GOLD_OVERVIEW), "totals_match_silver", gold.GoldWindow(overview.slice(0, 1), silver_frame)
     )
     assert not passed and metadata["hours_missing"] == [L1]
+
+
+def test_gold_totals_match_silver_refuses_an_overflowed_total(spark):
+    """Two caps of 1e308 are finite, their sum is not: no total of it matches, whatever Gold says."""
+    rows = [{"coin_id": coin, "market_cap": 1e308, "ingest_hour": H0, "ingest_date": "2026-11-25"} for coin in "ab"]
+    silver = spark.createDataFrame(pa.Table.from_pylist(rows, schema=SILVER.arrow_schema))
+    overview = market_overview(silver).toArrow()
+    checks = gold_checks(GOLD_OVERVIEW)
+    passed, metadata = evaluate(checks, "totals_match_silver", gold.GoldWindow(overview, silver))
+    assert not passed and metadata["mismatched_hours"] == [L0]
+    finite = overview.set_column(
+        overview.schema.get_field_index("total_market_cap"), "total_market_cap", pa.array([1e308])
+    )
+    assert not evaluate(checks, "totals_match_silver", gold.GoldWindow(finite, silver))[0]
 
 
 def test_gold_shares_sum_to_one_fails_when_a_tier_is_lost(silver_frame):

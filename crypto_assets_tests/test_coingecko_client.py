@@ -7,7 +7,6 @@ import logging
 import threading
 import time
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -16,7 +15,6 @@ from crypto_assets.resources.coingecko import CoinGeckoError, CoinGeckoResource
 from crypto_assets.simulator import Simulator
 
 NOW = datetime(2026, 11, 25, 13, 7, 30, tzinfo=timezone.utc)
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "coingecko" / "samples"
 KEY = "CG-test-key-123"
 FAST = dict(calls_per_minute=60_000, backoff_seconds=0.05, timeout_seconds=5.0, max_retry_seconds=10.0)
 
@@ -263,16 +261,9 @@ WRAPPED_SAMPLES = [
 ]
 
 
-def _sample(name: str) -> Path:
-    path = SAMPLES / name
-    if not path.exists():
-        pytest.skip(f"recorded sample {path} not available")
-    return path
-
-
 @pytest.mark.parametrize("name", BARE_SAMPLES)
-def test_recorded_bare_arrays_are_accepted_byte_for_byte(name):
-    path = _sample(name)
+def test_recorded_bare_arrays_are_accepted_byte_for_byte(name, samples):
+    path = samples / name
     count = int(name.split("_")[2].split(".")[0])
     with Simulator(markets_file=path) as sim:
         capture = client_for(sim, api_key=None).markets(250)
@@ -281,8 +272,8 @@ def test_recorded_bare_arrays_are_accepted_byte_for_byte(name):
 
 
 @pytest.mark.parametrize("name", WRAPPED_SAMPLES)
-def test_recorded_wrapped_bodies_are_refused(name):
-    path = _sample(name)
+def test_recorded_wrapped_bodies_are_refused(name, samples):
+    path = samples / name
     with Simulator(markets_file=path) as sim:
         with pytest.raises(CoinGeckoError, match="page 1.*HTTP 200.*refusing to unwrap"):
             client_for(sim, api_key=None).markets(100)

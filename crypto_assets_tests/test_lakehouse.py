@@ -10,10 +10,21 @@ import pyarrow as pa
 import pytest
 from deltalake import DeltaTable
 
+from crypto_assets.assets.gold import GOLD, MAX_LOOKBACK_HOURS, affected_window
+from crypto_assets.partitions import HOUR
 from crypto_assets.resources import lake_files
 from crypto_assets.resources.lakehouse import LakehouseError, LakehouseResource, WindowConflict, replanned
 from crypto_assets.resources.landing import LandingError
-from crypto_assets.tables import BRONZE, GOLD_OVERVIEW
+from crypto_assets.tables import (
+    ALL_TABLES,
+    BRONZE,
+    GOLD_DISTRIBUTION,
+    GOLD_OVERVIEW,
+    GOLD_TRENDS,
+    GOLD_VOLATILITY,
+    SILVER,
+    LakeTable,
+)
 
 T0 = datetime(2026, 11, 24, 22, tzinfo=timezone.utc)
 
@@ -43,6 +54,22 @@ def overview_rows(hours, coins: int) -> pa.Table:
     return pa.Table.from_pylist(
         rows, schema=pa.schema([f for f in GOLD_OVERVIEW.arrow_schema if f.name != "ingest_date"])
     )
+
+
+def marked_rows(table: LakeTable, hours, mark: str) -> pa.Table:
+    """One row per hour of any table, its first text column ``mark`` and the rest null: what
+    statistics and conflicts look at is the window columns."""
+    physical = pa.schema([f for f in table.arrow_schema if f.name != "ingest_date"])
+    return pa.Table.from_pylist([{"ingest_hour": hour(i), _text_column(table): mark} for i in hours], schema=physical)
+
+
+def _text_column(table: LakeTable) -> str:
+    return next(f.name for f in table.arrow_schema if f.type == pa.string())
+
+
+def marks_by_hour(lake: LakehouseResource, table: LakeTable) -> dict[datetime, str]:
+    rows = lake.read_window_arrow(table, hour(-100), hour(500))
+    return {row["ingest_hour"]: row[_text_column(table)] for row in rows.to_pylist()}
 
 
 def coins_by_hour(lake: LakehouseResource) -> dict[datetime, int]:
@@ -166,20 +193,35 @@ def test_a_file_name_that_leaves_its_capture_folder_is_refused(lake, tmp_path):
     assert landed_objects(lake) == {} and not list(tmp_path.rglob("escape.json"))
 
 
-def test_every_table_keeps_file_statistics_on_its_window_and_key(lake):
-    lake.write_window(GOLD_OVERVIEW, overview_rows([0], coins=1), hour(0), hour(1), "run-1")
-    delta = DeltaTable(lake.table_uri(GOLD_OVERVIEW))
-    assert delta.metadata().configuration["delta.dataSkippingStatsColumns"] == "ingest_hour"
+TABLES = pytest.mark.parametrize("table", ALL_TABLES, ids=lambda table: table.name)
+
+
+@TABLES
+def test_every_table_keeps_file_statistics_on_its_window_and_key(lake, table):
+    """Silver's ingest_hour is its 39th column, past the 32 delta-rs covers by default: without
+    statistics on it a window write reads every file and writers of other hours conflict."""
+    lake.write_window(table, marked_rows(table, [0, 2], "a"), hour(0), hour(3), "run-1")
+    delta = DeltaTable(lake.table_uri(table))
+    assert delta.metadata().configuration["delta.dataSkippingStatsColumns"] == table.stats_columns
     adds = pa.table(delta.get_add_actions(flatten=True)).to_pylist()
-    assert adds[0]["min.ingest_hour"] is not None
+    assert sorted((a["min.ingest_hour"], a["max.ingest_hour"]) for a in adds) == [
+        (hour(0), hour(0)),
+        (hour(2), hour(2)),
+    ]
 
 
-def test_two_writers_of_different_hours_both_commit(lake):
-    lake.write_window(GOLD_OVERVIEW, overview_rows(range(4), coins=10), hour(0), hour(4), "run-0")
-    first, second = lake.pin(GOLD_OVERVIEW), lake.pin(GOLD_OVERVIEW)  # both plan on version 0
-    lake.write_window(GOLD_OVERVIEW, overview_rows([1], coins=11), hour(1), hour(2), "run-1", base=first)
-    lake.write_window(GOLD_OVERVIEW, overview_rows([2], coins=12), hour(2), hour(3), "run-2", base=second)
-    assert coins_by_hour(lake) == {hour(0): 10, hour(1): 11, hour(2): 12, hour(3): 10}
+@TABLES
+@pytest.mark.parametrize("hours", [(1, 2), (2, 3)], ids=["different days", "one day"])
+def test_two_writers_of_different_hours_both_commit(lake, table, hours):
+    """Both planned on one snapshot: across days the ingest_date bound tells their hours apart,
+    within a day only the files' ingest_hour statistics do (Silver's conflicted without them)."""
+    for i in range(4):  # a file per hour, as hourly runs leave them
+        lake.write_window(table, marked_rows(table, [i], "run-0"), hour(i), hour(i + 1), "run-0")
+    first, second = lake.pin(table), lake.pin(table)  # both plan on the same version
+    for (i, pin), run in zip(zip(hours, (first, second)), ("run-1", "run-2")):
+        lake.write_window(table, marked_rows(table, [i], run), hour(i), hour(i + 1), run, base=pin)
+    expected = {hour(i): "run-0" for i in range(4)} | {hour(hours[0]): "run-1", hour(hours[1]): "run-2"}
+    assert marks_by_hour(lake, table) == expected
 
 
 def test_a_writer_that_lost_the_race_for_its_hours_gets_a_conflict_and_writes_nothing(lake):
@@ -265,3 +307,24 @@ def test_a_lake_at_an_az_uri_replaces_windows_and_lands_captures(azure, tmp_path
     assert coins_by_hour(lake) == {hour(0): 10, hour(1): 20, hour(2): 10}
     land(lake, "coingecko/markets/x", {"page-0001.json": b"[1]"})
     assert lake.landing.captures("coingecko") == ["coingecko/markets/x"]
+
+
+@pytest.mark.parametrize(
+    "table, later_hours",
+    [(GOLD_OVERVIEW, 0), (GOLD_DISTRIBUTION, 0), (GOLD_VOLATILITY, 23), (GOLD_TRENDS, 168)],
+    ids=["overview", "distribution", "volatility", "trends"],
+)
+def test_a_silver_change_brings_the_gold_hours_reading_it_into_the_window_and_no_more(tmp_path, table, later_hours):
+    """Silver hours [A, B) changed: Gold's hour H reads Silver back to H - lookback, so the hours
+    B … B + later_hours - 1 are recomputed with them (trends: up to B + 167 h, the last that reads
+    B - 1), no later one, and only as far as Silver goes. The warehouse reloads the widest."""
+    [gold] = [g for g in GOLD if g.table is table]
+    lake = LakehouseResource(root=str(tmp_path / "lake"))
+    a, b = hour(0), hour(2)
+    lake.write_window(SILVER, marked_rows(SILVER, range(-10, 400), "x"), hour(-10), hour(400), "run-1")
+    assert affected_window(lake, a, b, gold.lookback_hours) == (a, b + later_hours * HOUR)
+    assert affected_window(lake, a, b, MAX_LOOKBACK_HOURS) == (a, b + 168 * HOUR)
+    lake.write_window(SILVER, marked_rows(SILVER, [], "x"), hour(30), hour(400), "run-2")  # Silver ends at 29
+    assert affected_window(lake, a, b, gold.lookback_hours) == (a, min(b + later_hours * HOUR, hour(30)))
+    lake.write_window(SILVER, marked_rows(SILVER, [], "x"), b, hour(30), "run-3")  # nothing after B
+    assert affected_window(lake, a, b, gold.lookback_hours) == (a, b)

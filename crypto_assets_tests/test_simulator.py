@@ -7,7 +7,6 @@ import re
 import subprocess
 import sys
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
 import requests
@@ -15,7 +14,6 @@ import requests
 from crypto_assets.simulator import FAULTS, Simulator
 
 NOW = datetime(2026, 11, 25, 13, 7, 30, tzinfo=timezone.utc)
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "coingecko" / "samples"
 RECORD_KEYS = [
     "id", "symbol", "name", "image", "current_price", "market_cap", "market_cap_rank",
     "fully_diluted_valuation", "total_volume", "high_24h", "low_24h", "price_change_24h",
@@ -188,10 +186,8 @@ def test_faults_shape_the_response_once(sim, fault, opts, check):
     assert markets(sim, per_page=10).json() == sim.market_at(NOW, ())[:10]  # used up after `times`
 
 
-def test_429_body_is_the_recorded_one(sim):
-    sample = SAMPLES / "error_429_public-api_body_transcribed.json"
-    if not sample.exists():
-        pytest.skip("shared samples not available")
+def test_429_body_is_the_recorded_one(sim, samples):
+    sample = samples / "error_429_public-api_body_transcribed.json"
     sim.inject("429")
     assert markets(sim).content == sample.read_bytes()
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import math
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
+import duckdb
 import pyarrow as pa
 import pytest
 
+from benchmarks.duckdb_reference import silver_sql
+from crypto_assets.captures import capture_id_at, history_prefix, snapshot_prefix
 from crypto_assets.tables import (
     BRONZE,
     GOLD_DISTRIBUTION,
@@ -27,8 +29,8 @@ from crypto_assets.transforms.gold import (
     price_volatility,
 )
 from crypto_assets.transforms.silver import SilverRules, clean_markets, unknown_fields
+from support import SAMPLES, unavailable
 
-SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "coingecko" / "samples"
 HOUR0 = datetime(2023, 5, 13, 10, tzinfo=timezone.utc)
 H = timedelta(hours=1)
 DROP = object()  # a field value meaning "leave the key out of the record"
@@ -38,7 +40,7 @@ def sample(name: str) -> list[dict]:
     """A recorded /coins/markets body, read in place (never copied into the repository)."""
     path = SAMPLES / name
     if not path.exists():
-        pytest.skip(f"CoinGecko samples not found at {SAMPLES}")
+        unavailable(f"recorded CoinGecko sample {path} not found")
     return json.loads(path.read_text())
 
 
@@ -249,6 +251,44 @@ def test_one_record_per_coin_and_hour_by_precedence_and_the_rest_superseded(spar
         ("ethereum", "h/capture=20261201T0900Z"),
     ]
     assert len(silver) + len(quarantine) + len(lost) == frame.count()
+
+
+def test_the_newest_capture_of_a_kind_wins_by_capture_time_not_by_its_id(spark):
+    """A refetch of hours 03-06 at 08:00 beats a capture of 05-06 taken at 07:00 at hour 05, though
+    its id sorts first (``span=…T03`` < ``span=…T05``); so does a later snapshot of one hour. The
+    DuckDB reference picks the same records."""
+    hour = datetime(2026, 12, 1, 5, tzinfo=timezone.utc)
+
+    def at(h: int, minute: int = 0) -> datetime:
+        return hour.replace(hour=h, minute=minute)
+
+    # the older captures' runs sort last, so the run in the stamp cannot decide it either
+    old_history = capture_id_at(history_prefix([at(5), at(6)]), "zzzz-run", at(7))
+    new_history = capture_id_at(history_prefix([at(h) for h in range(3, 7)]), "aaaa-run", at(8))
+    old_snapshot = capture_id_at(snapshot_prefix(hour), "zzzz-run", at(5, 10))
+    new_snapshot = capture_id_at(snapshot_prefix(hour), "aaaa-run", at(5, 50))
+    assert sorted([new_history, old_history]) == [new_history, old_history]  # ids sort by span first
+
+    def point(coin: str, price: float) -> dict:
+        return {"id": coin, "symbol": coin[:3], "name": coin, "current_price": price}
+
+    frame = (
+        bronze(spark, [point("bitcoin", 1.0), point("solana", 1.0)], hour, source="history", capture=old_history)
+        .unionByName(
+            bronze(spark, [point("bitcoin", 2.0), point("solana", 2.0)], hour, source="history", capture=new_history)
+        )
+        .unionByName(bronze(spark, [point("solana", 3.0)], hour, capture=old_snapshot))
+        .unionByName(bronze(spark, [point("solana", 4.0)], hour, capture=new_snapshot))
+    )
+    silver, _, superseded = clean_markets(frame, SilverRules())
+    kept = {r["coin_id"]: (r["capture_id"], r["current_price"]) for r in collect(silver, SILVER)}
+    assert kept == {"bitcoin": (new_history, 2.0), "solana": (new_snapshot, 4.0)}
+    assert len(superseded) == 4
+
+    con = duckdb.connect()
+    con.register("bronze", frame.toArrow())
+    reference = con.execute(f"SELECT coin_id, capture_id FROM ({silver_sql()}) WHERE fate IS NULL").fetchall()
+    assert dict(reference) == {coin: capture for coin, (capture, _) in kept.items()}
 
 
 def test_a_record_whose_id_is_not_a_string_is_quarantined_as_missing_id(spark):

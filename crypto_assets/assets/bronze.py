@@ -159,6 +159,7 @@ class BronzeWindow:
     duplicates: list[str]  # "hour coin" of a coin twice in one capture of an hour
     missing_points: dict[str, list[str]]  # coin -> history hours without a price point
     new_snapshot_texts: list[str]
+    coins_not_found: list[str]  # history universe coins the API answered 404 for
 
 
 def duplicate_ids(rows: pa.Table) -> list[str]:
@@ -211,6 +212,10 @@ def _no_duplicate_ids(window: BronzeWindow) -> tuple[bool, dict]:
     }
 
 
+def _history_coins_found(window: BronzeWindow) -> tuple[bool, dict]:
+    return not window.coins_not_found, {"coins_not_found": MetadataValue.json(window.coins_not_found)}
+
+
 def _no_schema_drift(window: BronzeWindow) -> tuple[bool, dict]:
     drift = unknown_fields(window.new_snapshot_texts)
     return not drift, {"unknown_fields": MetadataValue.json(dict(drift))}
@@ -220,6 +225,11 @@ CHECKS = (
     Check("hours_captured", "Every hour of the window has records (history gaps are named).", _hours_captured),
     Check(
         "no_duplicate_ids", "No coin twice in one capture of an hour (ranks shifting while paging).", _no_duplicate_ids
+    ),
+    Check(
+        "history_coins_found",
+        "CoinGecko knows every coin of the history universe (a 404 coin, delisted since the snapshot, is a gap).",
+        _history_coins_found,
     ),
     Check(
         "no_schema_drift",
@@ -317,7 +327,7 @@ def bronze_coingecko_markets(
     crashpoints.reached("bronze.committed")
 
     per_hour, duplicates, capture_ids = window_summary(lakehouse, start, end)
-    window = BronzeWindow(per_hour, duplicates, appended.missing_points, appended.snapshot_texts)
+    window = BronzeWindow(per_hour, duplicates, appended.missing_points, appended.snapshot_texts, not_found)
     metadata.update(
         hours_reused=len(reuse),
         hours_snapshot=len(snapshot_hours),

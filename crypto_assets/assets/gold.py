@@ -9,6 +9,7 @@ up to B + lookback, as far as Silver exists — are recomputed in the same run
 rows before its commit.
 """
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -55,7 +56,10 @@ def shares_off(distribution: pa.Table) -> dict[str, float]:
 
 
 def _close(a, b) -> bool:
-    return abs((a or 0.0) - (b or 0.0)) <= 1e-9 * max(1.0, abs(a or 0.0))
+    """Equal within rounding, and both finite: a total that overflowed is no market total, so it
+    is refused rather than published (inf would pass a relative tolerance)."""
+    a, b = a or 0.0, b or 0.0
+    return math.isfinite(a) and math.isfinite(b) and abs(a - b) <= 1e-9 * max(1.0, abs(a))
 
 
 def totals_mismatch(silver: pa.Table, overview: pa.Table) -> tuple[list[str], list[str]]:

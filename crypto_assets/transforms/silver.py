@@ -8,8 +8,10 @@ quarantine reason, never a failed job.
 
 Precedence among the valid records of one coin and hour (Bronze keeps every capture):
 1. a snapshot beats a history reconstruction (it has every field, taken in the hour itself);
-2. among captures of the same kind, the newest capture wins (capture ids start with the
-   capture time), so a ``refetch`` replaces what Silver shows while Bronze keeps both;
+2. among captures of the same kind, the newest capture wins: the greatest capture stamp (the
+   id's text after ``capture=``, its UTC capture time to the second, then its run), ties broken
+   by the greatest whole id; the stamp, not the id, as a history id starts with its span. So a
+   ``refetch`` replaces what Silver shows while Bronze keeps both;
 3. within one capture, the first (page, position): a later copy is ``duplicate_in_hour``
    (ranks moved while paging), quarantined.
 """
@@ -27,6 +29,7 @@ from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from crypto_assets.captures import CAPTURE_STAMP
 from crypto_assets.tables import BRONZE, NUMERIC_FIELDS, QUARANTINE, SILVER, TIMESTAMP_FIELDS
 
 # Fields read from the record, in the order CoinGecko sends them (api-notes §2), so that
@@ -121,7 +124,11 @@ def clean_markets(bronze: DataFrame, rules: SilverRules) -> tuple[pa.Table, pa.T
     # Among records that pass every other rule: the precedence of the module docstring.
     source_rank = F.when(F.col("source") == "snapshot", 0).otherwise(1)
     best_first = Window.partitionBy(F.col("_reason").isNull(), "coin_id", "ingest_hour").orderBy(
-        source_rank, F.col("capture_id").desc(), "page", "position"
+        source_rank,
+        F.substring_index("capture_id", CAPTURE_STAMP, -1).desc(),
+        F.col("capture_id").desc(),
+        "page",
+        "position",
     )
     ranked = checked.select(
         "*",
