@@ -1,13 +1,13 @@
 """Two real `dagster asset materialize` processes writing the same hour of one lake and warehouse
 at once: no capture is lost and nothing is duplicated or silently replaced.
 
-The simulator holds its `/coins/markets` answers for 12 seconds, so both runs have decided to
-capture before either has committed: the race is forced, not left to timing.
+The simulator holds its `/coins/markets` answers, and the second run starts only once the first
+one's request is held, so both runs have decided to capture before either has committed: the
+race is forced, not left to timing.
 """
 
 from __future__ import annotations
 
-import subprocess
 import time
 
 import pytest
@@ -24,38 +24,30 @@ COINS = 30
 pytestmark = pytest.mark.usefixtures("hour_settled")
 
 
-def run_together(envs: list[dict], hour, select: str = "*") -> list[str]:
-    processes = [
-        subprocess.Popen(
-            materialize_command("--partition", partition_key(hour), select=select),
-            env=env,
-            text=True,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
-        for env in envs
-    ]
-    outputs = [process.communicate(timeout=600)[0] for process in processes]
-    for process, output in zip(processes, outputs):
-        assert process.returncode == 0, output[-6000:]
-    return outputs
-
-
-@pytest.fixture
-def slow_markets(simulator):
-    # Both runs' snapshot requests wait long enough that the later process (started at the same
-    # moment, but slower to import on a loaded machine) is at the API or the pool before the first
-    # one commits.
-    simulator.inject("slow", times=2, delay=12)
-    yield
-    simulator.clear_faults()
-
-
-def test_two_instances_capturing_one_hour_at_once_keep_both_captures(simulator, tmp_path, slow_markets):
+def test_two_instances_capturing_one_hour_at_once_keep_both_captures(simulator, tmp_path):
     now = current_hour()
     lake_root, odbc = tmp_path / "lake", f"DRIVER={{SQLite3}};Database={tmp_path / 'wh.sqlite'};BigInt=1"
     envs = [pipeline_env(simulator.base_url, tmp_path / f"home-{i}", lake_root, odbc, COINS) for i in (1, 2)]
-    run_together(envs, now)
+    command = materialize_command("--partition", partition_key(now))
+
+    # The first run's snapshot request is held; the second run starts only then, and its own
+    # request is held too, so both capture the hour before either commits (not left to timing).
+    already = simulator.request_count
+    simulator.inject("slow", times=2, delay=45)
+    first = start_in_own_group(command, envs[0], tmp_path / "first.log")
+    try:
+        wait_for_markets_calls(simulator, already, 1, first, tmp_path / "first.log")
+        second = start_in_own_group(command, envs[1], tmp_path / "second.log")
+        try:
+            wait_for_markets_calls(simulator, already, 2, second, tmp_path / "second.log")
+            codes = [first.wait(timeout=600), second.wait(timeout=600)]
+        finally:
+            kill_tree(second)
+    finally:
+        kill_tree(first)
+        simulator.clear_faults()
+    outputs = [(tmp_path / f"{name}.log").read_text() for name in ("first", "second")]
+    assert codes == [0, 0], outputs[0][-6000:] + outputs[1][-6000:]
 
     lake = LakehouseResource(root=str(lake_root))
     bronze = lake.read_window_arrow(BRONZE, now, now + HOUR)
@@ -89,10 +81,7 @@ def test_two_runs_of_one_instance_take_turns_at_the_api(simulator, tmp_path):
     simulator.inject("slow", delay=25)
     first = start_in_own_group(command, env, tmp_path / "first.log")
     try:
-        deadline = time.monotonic() + 120
-        while not markets_calls_since(simulator, already):
-            assert first.poll() is None and time.monotonic() < deadline, (tmp_path / "first.log").read_text()[-6000:]
-            time.sleep(0.2)
+        wait_for_markets_calls(simulator, already, 1, first, tmp_path / "first.log")
         second = start_in_own_group(command, env, tmp_path / "second.log")
         try:
             codes = [second.wait(timeout=600), first.wait(timeout=600)]
@@ -115,3 +104,12 @@ def markets_calls_since(simulator, count: int) -> list[dict]:
     """The snapshot requests the simulator answered after its first ``count`` requests."""
     newer = simulator.requests[len(simulator.requests) - (simulator.request_count - count) :]
     return [request for request in newer if "/coins/markets" in request["path"]]
+
+
+def wait_for_markets_calls(simulator, count: int, calls: int, process, log) -> None:
+    """Until the simulator has had ``calls`` snapshot requests since its first ``count`` (held ones
+    included), while ``process`` still runs."""
+    deadline = time.monotonic() + 180
+    while len(markets_calls_since(simulator, count)) < calls:
+        assert process.poll() is None and time.monotonic() < deadline, log.read_text()[-6000:]
+        time.sleep(0.2)
