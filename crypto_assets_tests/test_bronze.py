@@ -308,6 +308,6 @@ def test_a_history_capture_appended_in_parts_resumes_after_its_last_committed_pa
     assert not duplicate_ids(rows.select(["ingest_hour", "capture_id", "coin_id"]))
     assert unfinished_captures(lake, hours[0], now) == []
     history = lake.delta_table(BRONZE).history()
-    assert [h.get("capture_part") for h in history[::-1]] == ["1", "2"]
+    assert [h.get("capture_part") for h in history[::-1] if "capture_part" in h] == ["1", "2"]
     append_capture_parts(lake, unfinished, "run-again", Appended())  # nothing left to add
-    assert lake.table_version(BRONZE) == 1
+    assert lake.table_version(BRONZE) == 2  # created empty, then the two parts

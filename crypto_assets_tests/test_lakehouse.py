@@ -91,7 +91,7 @@ def test_writing_a_window_replaces_exactly_its_hours(lake):
     result = lake.write_window(GOLD_OVERVIEW, overview_rows([1, 2], coins=20), hour(1), hour(3), "run-2")
 
     assert coins_by_hour(lake) == {hour(0): 10, hour(1): 20, hour(2): 20, hour(3): 10}
-    assert result.rows == 2 and result.version == 1
+    assert result.rows == 2 and result.version == 2  # 0 creates the table, 1 the first window
     assert list(result.rows_per_hour.values()) == [1, 1]
     # the commit records which run wrote it
     assert DeltaTable(lake.table_uri(GOLD_OVERVIEW)).history(1)[0]["dagster_run_id"] == "run-2"
@@ -116,7 +116,7 @@ def test_rows_outside_the_window_are_refused_and_nothing_is_written(lake):
     with pytest.raises(LakehouseError, match="outside the window"):
         lake.write_window(GOLD_OVERVIEW, overview_rows([0, 5], coins=99), hour(0), hour(1), "run-2")
     assert coins_by_hour(lake) == {hour(0): 10}
-    assert lake.table_version(GOLD_OVERVIEW) == 0
+    assert lake.table_version(GOLD_OVERVIEW) == 1  # version 0 creates the table empty
 
 
 def test_windows_spanning_days_read_back_from_both_partitions(lake, spark):
@@ -247,7 +247,7 @@ def test_replanning_recomputes_on_the_fresh_snapshot_and_gives_up_with_a_clear_m
         return lake.write_window(GOLD_OVERVIEW, overview_rows([0], coins=30), hour(0), hour(1), "me", base=pin)
 
     replanned("overview", plan_and_commit)
-    assert attempts == [0, 1] and coins_by_hour(lake) == {hour(0): 30}
+    assert attempts == [1, 2] and coins_by_hour(lake) == {hour(0): 30}
 
     def always_late():
         pin = lake.pin(GOLD_OVERVIEW)
@@ -263,9 +263,9 @@ def test_replanning_recomputes_on_the_fresh_snapshot_and_gives_up_with_a_clear_m
 
 def test_a_capture_is_appended_at_most_once(lake):
     rows = quarantine_like_bronze_rows()
-    assert lake.append_capture(BRONZE, rows, "cap-1", "run-1") == 0
+    assert lake.append_capture(BRONZE, rows, "cap-1", "run-1") == 1  # version 0 creates the table
     assert lake.append_capture(BRONZE, rows, "cap-1", "run-2") is None  # a rerun recovering the same capture
-    assert lake.append_capture(BRONZE, rows, "cap-2", "run-2") == 1
+    assert lake.append_capture(BRONZE, rows, "cap-2", "run-2") == 2
     assert len(lake.read_window_arrow(BRONZE, hour(0), hour(1))) == 2 * len(rows)
 
 
@@ -291,12 +291,32 @@ def quarantine_like_bronze_rows() -> pa.Table:
 
 def test_two_captures_of_one_hour_appended_at_once_are_both_kept(lake):
     rows = quarantine_like_bronze_rows()
-    lake.append_capture(BRONZE, rows, "cap-0", "run-0")  # the table exists: both writers see version 0
+    lake.append_capture(BRONZE, rows, "cap-0", "run-0")  # the table exists: every writer sees version 1
     with ThreadPoolExecutor(max_workers=4) as pool:
         versions = list(pool.map(lambda n: lake.append_capture(BRONZE, rows, f"cap-{n}", f"run-{n}"), range(1, 5)))
-    assert sorted(versions) == [1, 2, 3, 4]
+    assert sorted(versions) == [2, 3, 4, 5]
     bronze = lake.read_window_arrow(BRONZE, hour(0), hour(1))
     assert len(bronze) == 5 * len(rows)
+
+
+def test_two_runs_writing_the_first_window_of_a_new_table_never_both_add_their_rows(lake):
+    """delta-rs lets two writes that each create a table both commit, each adding its rows; the
+    table is created empty first, so the later window write conflicts or replaces, never adds."""
+    pins = [lake.pin(GOLD_OVERVIEW) for _ in range(2)]  # both planned before either wrote
+
+    def write(n: int) -> str:
+        try:
+            lake.write_window(
+                GOLD_OVERVIEW, overview_rows(range(2), coins=n), hour(0), hour(2), f"run-{n}", pins[n - 1]
+            )
+            return "committed"
+        except WindowConflict:
+            return "conflict"
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        outcomes = sorted(pool.map(write, (1, 2)))
+    assert outcomes == ["committed", "conflict"]
+    assert len(lake.read_window_arrow(GOLD_OVERVIEW, hour(0), hour(2))) == 2
 
 
 def test_a_lake_at_an_az_uri_replaces_windows_and_lands_captures(azure, tmp_path):

@@ -28,7 +28,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as pads
 from dagster import ConfigurableResource, get_dagster_logger
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
-from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
+from deltalake.exceptions import CommitFailedError, TableNotFoundError
 from pydantic import Field
 
 from crypto_assets.partitions import hour_label, hours_in, iso_utc_seconds, window_label
@@ -182,9 +182,24 @@ class LakehouseResource(ConfigurableResource):
             return None
 
     def pin(self, table: LakeTable) -> Pin:
-        """The table's current snapshot, to plan a write on. Tables made before statistics
-        covered the window columns get the property first (files written later carry them)."""
+        """The table's current snapshot, to plan a write on. A missing table is created empty
+        first: two runs creating one table with their data would both succeed, each adding its
+        rows (delta-rs checks no conflict against a table that did not exist), while writes on a
+        snapshot conflict as they should. Tables made before statistics covered the window
+        columns get the property first (files written later carry them)."""
         delta = self.delta_table(table)
+        if delta is None:
+            uri = self.table_uri(table)
+            if self.lake_root.is_local:
+                Path(uri).parent.mkdir(parents=True, exist_ok=True)
+            DeltaTable.create(
+                uri,
+                schema=table.arrow_schema,
+                mode="ignore",  # another run's creation stands
+                partition_by=["ingest_date"],
+                configuration={STATS_PROPERTY: table.stats_columns},
+            )
+            delta = self.delta_table(table)
         if delta is not None and delta.metadata().configuration.get(STATS_PROPERTY) != table.stats_columns:
             delta.alter.set_table_properties({STATS_PROPERTY: table.stats_columns}, raise_if_not_exists=False)
             delta = self.delta_table(table)
@@ -207,16 +222,11 @@ class LakehouseResource(ConfigurableResource):
     def _commit(self, pin: Pin, data: pa.Table, what: str, properties: CommitProperties, **write) -> int:
         """One delta-rs commit planned on ``pin``; a race lost to another run is a WindowConflict."""
         table = pin.table
-        uri = self.table_uri(table)
         if pin.delta is None:
-            if self.delta_table(table) is not None:
-                raise WindowConflict(f"{table.path} was created by another run while this one planned {what}")
-            if self.lake_root.is_local:
-                Path(uri).parent.mkdir(parents=True, exist_ok=True)
-            write["configuration"] = {STATS_PROPERTY: table.stats_columns}
+            raise LakehouseError(f"{table.path}: no table to commit {what} to (pin() creates it)")
         try:
             write_deltalake(
-                pin.delta if pin.delta is not None else uri,
+                pin.delta,
                 data,
                 partition_by=["ingest_date"],
                 commit_properties=properties,
@@ -225,12 +235,8 @@ class LakehouseResource(ConfigurableResource):
         except CommitFailedError as error:
             reason = str(error).splitlines()[0].removeprefix("Failed to commit transaction: ")
             raise WindowConflict(f"{table.path} {what}: another run committed first ({reason})") from None
-        except DeltaError as error:
-            if pin.delta is None and "already exists" in str(error):
-                raise WindowConflict(f"{table.path} was created by another run while this one planned {what}") from None
-            raise
         # the table object given to delta-rs is left at the version its commit made
-        return pin.delta.version() if pin.delta is not None else DeltaTable(uri).version()
+        return pin.delta.version()
 
     def write_window(
         self, table: LakeTable, data: pa.Table, start: datetime, end: datetime, run_id: str, base: Pin | None = None
