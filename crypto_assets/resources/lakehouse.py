@@ -67,14 +67,14 @@ class WindowConflict(LakehouseError):
 
 @dataclass(frozen=True)
 class Pin:
-    """A table's snapshot as it was when a run started planning a write (None: no table yet)."""
+    """A table's snapshot as it was when a run started planning a write (``pin`` creates a missing table)."""
 
     table: LakeTable
-    delta: DeltaTable | None
+    delta: DeltaTable
 
     @property
-    def version(self) -> int | None:
-        return None if self.delta is None else self.delta.version()
+    def version(self) -> int:
+        return self.delta.version()
 
 
 @dataclass(frozen=True)
@@ -187,9 +187,9 @@ class LakehouseResource(ConfigurableResource):
         rows (delta-rs checks no conflict against a table that did not exist), while writes on a
         snapshot conflict as they should. Tables made before statistics covered the window
         columns get the property first (files written later carry them)."""
+        uri = self.table_uri(table)
         delta = self.delta_table(table)
         if delta is None:
-            uri = self.table_uri(table)
             if self.lake_root.is_local:
                 Path(uri).parent.mkdir(parents=True, exist_ok=True)
             DeltaTable.create(
@@ -199,10 +199,10 @@ class LakehouseResource(ConfigurableResource):
                 partition_by=["ingest_date"],
                 configuration={STATS_PROPERTY: table.stats_columns},
             )
-            delta = self.delta_table(table)
-        if delta is not None and delta.metadata().configuration.get(STATS_PROPERTY) != table.stats_columns:
+            delta = DeltaTable(uri)  # the table as created, by this run or the other
+        if delta.metadata().configuration.get(STATS_PROPERTY) != table.stats_columns:
             delta.alter.set_table_properties({STATS_PROPERTY: table.stats_columns}, raise_if_not_exists=False)
-            delta = self.delta_table(table)
+            delta = DeltaTable(uri)
         return Pin(table, delta)
 
     def conform(self, table: LakeTable, data: pa.Table) -> pa.Table:
@@ -222,8 +222,6 @@ class LakehouseResource(ConfigurableResource):
     def _commit(self, pin: Pin, data: pa.Table, what: str, properties: CommitProperties, **write) -> int:
         """One delta-rs commit planned on ``pin``; a race lost to another run is a WindowConflict."""
         table = pin.table
-        if pin.delta is None:
-            raise LakehouseError(f"{table.path}: no table to commit {what} to (pin() creates it)")
         try:
             write_deltalake(
                 pin.delta,
