@@ -52,7 +52,8 @@ RUN python -c "import tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['p
 # ...then the package itself, from the repository (.dockerignore keeps data, venvs and .env out).
 COPY . ./
 RUN pip install '.[deploy,spark-connect]' \
- && python -c "import crypto_assets.definitions"
+ && python -c "import crypto_assets.definitions" \
+ && python -m crypto_assets.resources.spark_classes
 
 # The production instance, shared with the webserver and daemon image; it reads every
 # connection setting from the environment.

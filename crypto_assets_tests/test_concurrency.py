@@ -21,6 +21,10 @@ from crypto_assets.tables import BRONZE, SILVER
 from support import kill_tree, materialize_command, pipeline_env, star_content, start_in_own_group
 
 COINS = 30
+# The longest a held snapshot reply waits (under the client's 30 s timeout); it is released as soon
+# as the test has seen what it waits for.
+HOLD_SECONDS = 25
+POOL_WAIT = "blocked by limit for pool coingecko"  # Dagster's line for a step queued at a pool
 pytestmark = pytest.mark.usefixtures("hour_settled")
 
 
@@ -33,13 +37,17 @@ def test_two_instances_capturing_one_hour_at_once_keep_both_captures(simulator, 
     # The first run's snapshot request is held; the second run starts only then, and its own
     # request is held too, so both capture the hour before either commits (not left to timing).
     already = simulator.request_count
-    simulator.inject("slow", times=2, delay=45)
+    simulator.inject("slow", times=2, delay=HOLD_SECONDS)
     first = start_in_own_group(command, envs[0], tmp_path / "first.log")
     try:
         wait_for_markets_calls(simulator, already, 1, first, tmp_path / "first.log")
         second = start_in_own_group(command, envs[1], tmp_path / "second.log")
         try:
             wait_for_markets_calls(simulator, already, 2, second, tmp_path / "second.log")
+            deadline = time.monotonic() + 5  # a request is logged, then held
+            while simulator.held < 2 and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert simulator.release_held() == 2, "both snapshot requests must be held at once"
             codes = [first.wait(timeout=600), second.wait(timeout=600)]
         finally:
             kill_tree(second)
@@ -78,12 +86,14 @@ def test_two_runs_of_one_instance_take_turns_at_the_api(simulator, tmp_path):
     # The first run holds the pool's slot while its snapshot request waits; the second starts only
     # then, so it meets the held slot whatever the machine's load (not a race left to timing).
     already = simulator.request_count
-    simulator.inject("slow", delay=25)
+    simulator.inject("slow", delay=HOLD_SECONDS)
     first = start_in_own_group(command, env, tmp_path / "first.log")
     try:
         wait_for_markets_calls(simulator, already, 1, first, tmp_path / "first.log")
         second = start_in_own_group(command, env, tmp_path / "second.log")
         try:
+            wait_for_line(POOL_WAIT, second, tmp_path / "second.log")
+            simulator.release_held()  # the second run is queued at the pool: let the first finish
             codes = [second.wait(timeout=600), first.wait(timeout=600)]
         finally:
             kill_tree(second)
@@ -94,7 +104,7 @@ def test_two_runs_of_one_instance_take_turns_at_the_api(simulator, tmp_path):
     assert codes == [0, 0], outputs[1][-6000:] + outputs[0][-6000:]
 
     # the coingecko pool kept the second Bronze step waiting; it then re-used the first one's capture
-    assert "blocked by limit for pool coingecko" in outputs[1], outputs[1][-6000:]
+    assert POOL_WAIT in outputs[1], outputs[1][-6000:]
     bronze = LakehouseResource(root=str(lake_root)).read_window_arrow(BRONZE, now, now + HOUR)
     assert len(set(bronze.column("capture_id").to_pylist())) == 1 and len(bronze) == COINS
     assert len(markets_calls_since(simulator, already)) == 1
@@ -104,6 +114,14 @@ def markets_calls_since(simulator, count: int) -> list[dict]:
     """The snapshot requests the simulator answered after its first ``count`` requests."""
     newer = simulator.requests[len(simulator.requests) - (simulator.request_count - count) :]
     return [request for request in newer if "/coins/markets" in request["path"]]
+
+
+def wait_for_line(text: str, process, log) -> None:
+    """Until ``process``'s log has a line with ``text``, while it still runs."""
+    deadline = time.monotonic() + 180
+    while text not in log.read_text():
+        assert process.poll() is None and time.monotonic() < deadline, log.read_text()[-6000:]
+        time.sleep(0.2)
 
 
 def wait_for_markets_calls(simulator, count: int, calls: int, process, log) -> None:

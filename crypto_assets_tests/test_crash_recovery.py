@@ -3,15 +3,13 @@ rerun: the tables end exactly as one clean run leaves them, and a capture that w
 never committed is committed by the rerun instead of being fetched again.
 
 A run is stopped at a point by ``CRYPTO_PAUSE_AT`` (``crypto_assets/crashpoints.py``): it writes
-a marker and waits there; the test then kills its process group by pid. Each chain runs in its
-own lake, and each run of a chain in a fresh Dagster instance (the killed run's instance would
-still show it as started).
+a marker and waits there; the test then kills its process group by pid. The runs share one lake,
+and each has a fresh Dagster instance (the killed run's instance would still show it as started).
 """
 
 from __future__ import annotations
 
-import pytest
-
+from crypto_assets import crashpoints
 from crypto_assets.partitions import HOUR, partition_key
 from crypto_assets.resources.lakehouse import LakehouseResource
 from support import (
@@ -26,23 +24,18 @@ from support import (
     wait_for,
 )
 
-# Each chain: the points where its runs are killed, one after the other, then a clean rerun.
-CHAINS = {
-    "landed-silver-gold": ("bronze.landed", "silver.committed", "gold.committed"),
-    "committed-quarantine-warehouse": ("bronze.committed", "quarantine.committed", "warehouse.before_commit"),
-}
 
-
-@pytest.mark.parametrize("chain", CHAINS)
-def test_a_run_killed_at_each_commit_point_then_rerun_ends_as_one_clean_run(
-    chain, still_simulator, reference_run, tmp_path
+def test_a_run_killed_at_each_commit_point_in_turn_then_rerun_ends_as_one_clean_run(
+    still_simulator, reference_run, tmp_path
 ):
+    """One lake: the first run is killed at the first point, the next run (which finds what the
+    killed one left) at the second, and so on through every point, in the order a run reaches them."""
     simulator = still_simulator
     start, end = reference_run["window"]
     partition = ["--partition-range", f"{partition_key(start)}...{partition_key(end - HOUR)}"]
     odbc = f"DRIVER={{SQLite3}};Database={tmp_path / 'wh.sqlite'};BigInt=1"
     history_calls = []
-    for number, point in enumerate(CHAINS[chain]):
+    for number, point in enumerate(crashpoints.POINTS):
         marker, log = tmp_path / f"paused-{number}", tmp_path / f"run-{number}.log"
         env = pipeline_env(
             simulator.base_url,
@@ -65,6 +58,6 @@ def test_a_run_killed_at_each_commit_point_then_rerun_ends_as_one_clean_run(
     history_calls.append(simulator.request_count - before)
 
     # only the first run called the API: every later one found the capture (landed or committed)
-    assert history_calls[0] > REFERENCE_COINS and history_calls[1:] == [0] * len(CHAINS[chain])
+    assert history_calls[0] > REFERENCE_COINS and history_calls[1:] == [0] * len(crashpoints.POINTS)
     assert lake_content(LakehouseResource(root=str(tmp_path / "lake")), start, end) == reference_run["lake"]
     assert star_content(odbc) == reference_run["warehouse"]

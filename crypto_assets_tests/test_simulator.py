@@ -6,6 +6,8 @@ import json
 import re
 import subprocess
 import sys
+import threading
+import time
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -184,6 +186,20 @@ def test_faults_shape_the_response_once(sim, fault, opts, check):
     sim.inject(fault, **opts)
     assert check(markets(sim, per_page=10))
     assert markets(sim, per_page=10).json() == sim.market_at(NOW, ())[:10]  # used up after `times`
+
+
+def test_a_held_reply_goes_out_when_released_not_at_the_end_of_its_delay(sim):
+    sim.inject("slow", delay=60)
+    replies: list[requests.Response] = []
+    asking = threading.Thread(target=lambda: replies.append(markets(sim, per_page=5)))
+    started = time.monotonic()
+    asking.start()
+    while not sim.held and time.monotonic() - started < 10:
+        time.sleep(0.01)
+    assert sim.release_held() == 1
+    asking.join(timeout=10)
+    assert replies and replies[0].status_code == 200 and time.monotonic() - started < 10
+    assert sim.release_held() == 0
 
 
 def test_429_body_is_the_recorded_one(sim, samples):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
@@ -19,6 +20,8 @@ from typing import Any, Optional
 from dagster import InitResourceContext, get_dagster_logger
 from dagster_pyspark import LazyPySparkResource
 from pydantic import Field, PrivateAttr
+
+from crypto_assets.resources import spark_classes
 
 # A Dagster logger: inside a run its lines go to the run log (and the UI), outside to stderr.
 log = get_dagster_logger("crypto_assets.spark")
@@ -40,6 +43,10 @@ class SparkResource(LazyPySparkResource):
         default=8, description="Hourly windows are small: Spark's 200 default is mostly overhead."
     )
     ui_enabled: bool = Field(default=False, description="Start Spark's web UI (port 4040+).")
+    java_options: str = Field(default="", description="Extra options for the driver's JVM.")
+    class_archive: bool = Field(
+        default=True, description="Map the archive of Spark's classes `make setup` makes (spark_classes.py)."
+    )
 
     def _builder_config(self) -> dict[str, str]:
         config = self._session_config()
@@ -56,15 +63,29 @@ class SparkResource(LazyPySparkResource):
             "spark.driver.memory": self.driver_memory,
             "spark.sql.execution.arrow.pyspark.enabled": "true",
             "spark.ui.showConsoleProgress": "false",
-            "spark.driver.extraJavaOptions": f"-Dlog4j2.configurationFile=file:{LOG4J_CONFIG}",
+            "spark.driver.extraJavaOptions": " ".join(self._java_options()),
         }
+
+    def _java_options(self) -> list[str]:
+        options = [
+            f"-Dlog4j2.configurationFile=file:{LOG4J_CONFIG}",
+            *([self.java_options] if self.java_options else []),
+        ]
+        archive = self._archive()
+        return [*options, spark_classes.java_options(archive)] if archive else options
+
+    def _archive(self) -> Optional[Path]:
+        return spark_classes.usable_archive() if self.class_archive and not self.remote else None
 
     prewarm_for: list[str] = Field(
         default_factory=list,
         description="Asset keys (user strings) that use Spark: a run selecting any of them starts the session "
-        "and warms it up in the background from the run's start, while the steps before them run.",
+        "and warms it up in the background from the run's start, while the steps before them run (not once "
+        "a step waits for it: that step's own query warms it up).",
     )
     _starting: Optional[Future] = PrivateAttr(default=None)
+    # Set once a step asks for the session: a warm-up not yet begun would only delay it.
+    _wanted: threading.Event = PrivateAttr(default_factory=threading.Event)
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
         selection = context.dagster_run.asset_selection if context.dagster_run else None
@@ -78,11 +99,14 @@ class SparkResource(LazyPySparkResource):
         from crypto_assets.transforms.silver import warm_up
 
         self._start()
+        if self._wanted.is_set():  # a step is already waiting: its own query warms the JVM up
+            return
         started = time.monotonic()
         warm_up(self._spark_session)
         log.info("Spark warmed up in the background in %.1f s", time.monotonic() - started)
 
     def _init_session(self) -> None:
+        self._wanted.set()
         if self._starting is not None:
             starting, self._starting = self._starting, None
             starting.result()  # a failed start fails the step that needs Spark, with its own error
@@ -105,10 +129,18 @@ class SparkResource(LazyPySparkResource):
         self._spark_session = builder.getOrCreate()
         self._spark_session.dataSource.register(DeltaFilesSource)
         log.info(
-            "Spark session started (%s) in %.1f s",
+            "Spark session started (%s) in %.1f s%s",
             self.remote or self.master,
             time.monotonic() - started,
+            "" if self.remote else ", " + self._archive_note(),
         )
+
+    def _archive_note(self) -> str:
+        if self._archive():
+            return "Spark's classes mapped from their archive"
+        if not self.class_archive:
+            return "class archive off"
+        return f"no class archive for this Java and Spark (starts are seconds faster with one: {spark_classes.MAKE})"
 
     def teardown_after_execution(self, context: InitResourceContext) -> None:
         if self._starting is not None:  # no step used it: let the start finish, then stop it

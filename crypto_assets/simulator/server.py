@@ -117,6 +117,7 @@ class Simulator:
         self.requests: list[dict] = []
         self.request_count = 0
         self.faults: list[Fault] = []
+        self._held: list[threading.Event] = []
         self._lock = threading.Lock()
         self._server: Optional[ThreadingHTTPServer] = None
         self._thread: Optional[threading.Thread] = None
@@ -172,6 +173,28 @@ class Simulator:
         """Arm ``fault`` for the next ``times`` requests to ``endpoint`` (None/"*" = any), optionally one ``page``."""
         with self._lock:
             self.faults.append(Fault(fault, endpoint, page, times, **opts))
+
+    def hold(self, seconds: float) -> None:
+        """Keep a ``slow`` reply back for ``seconds``, or until ``release_held()``."""
+        released = threading.Event()
+        with self._lock:
+            self._held.append(released)
+        released.wait(seconds)
+
+    @property
+    def held(self) -> int:
+        """How many replies a ``slow`` fault holds back now."""
+        with self._lock:
+            return len(self._held)
+
+    def release_held(self) -> int:
+        """Send every reply a ``slow`` fault holds back now (a test that has seen what it waited for
+        needs no longer delay); returns how many."""
+        with self._lock:
+            held, self._held = self._held, []
+        for released in held:
+            released.set()
+        return len(held)
 
     def clear_faults(self) -> None:
         with self._lock:
@@ -417,7 +440,7 @@ def _handler_for(sim: Simulator) -> type[BaseHTTPRequestHandler]:
             status, headers, body, delay = sim.respond("GET", self.path, dict(self.headers))
             sim.log_request(self.path, dict(self.headers), status, any(p in query for p in KEY_QUERY_PARAMS))
             if delay:
-                time.sleep(delay)
+                sim.hold(delay)
             self._send(status, body, headers)
 
         def do_POST(self) -> None:
