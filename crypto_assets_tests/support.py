@@ -19,6 +19,7 @@ import pytest
 
 from crypto_assets import star_schema as star
 from crypto_assets.cli import materialize_command
+from crypto_assets.process_groups import wait_until_gone
 from crypto_assets.resources.lakehouse import LakehouseResource
 from crypto_assets.resources.warehouse import WarehouseResource
 from crypto_assets.tables import ALL_TABLES
@@ -157,14 +158,8 @@ def kill_tree(process: subprocess.Popen) -> None:
     except ProcessLookupError:
         pass
     process.wait(timeout=30)
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(process.pid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"process group {process.pid} still alive after SIGKILL")
+    if not wait_until_gone(process.pid, timeout=30):
+        raise AssertionError(f"process group {process.pid} still alive after SIGKILL")
 
 
 def wait_for(path: Path, process: subprocess.Popen, log: Path, timeout: float = 300) -> None:

@@ -18,12 +18,13 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Optional
 
 import pyspark
+
+from crypto_assets.process_groups import wait_until_gone
 
 MODULE = "crypto_assets.resources.spark_classes"
 MAKE = f"`make setup` or `python -m {MODULE}` makes one"
@@ -103,14 +104,8 @@ def _run_to_the_end(command: list[str], timeout: float = 600) -> None:
     process = subprocess.Popen(command, start_new_session=True)
     if process.wait(timeout=timeout) != 0:
         raise RuntimeError(f"making Spark's class archive failed: {' '.join(command)} exited {process.returncode}")
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            os.killpg(process.pid, 0)
-        except ProcessLookupError:
-            return
-        time.sleep(0.2)
-    raise RuntimeError(f"making Spark's class archive: the JVM of {' '.join(command)} did not exit")
+    if not wait_until_gone(process.pid, timeout):
+        raise RuntimeError(f"making Spark's class archive: the JVM of {' '.join(command)} did not exit")
 
 
 def build(folder: Path = ARCHIVE_DIR) -> Path:
