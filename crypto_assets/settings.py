@@ -148,6 +148,12 @@ SETTINGS: tuple[Setting, ...] = (
         _HOURS, ("lakehouse", "slice_hours"),
     ),
     Setting(
+        "CRYPTO_SLICE_ROWS", 50_000,
+        "and at most this many rows of the table it reads (an hour holding more is a slice of its own): a slice's "
+        "memory, the same at 1,000 coins or every coin",
+        whole(1), ("lakehouse", "slice_rows"),
+    ),
+    Setting(
         "CRYPTO_MAX_HOURS_PER_RUN", 24 * 366, "the largest window one run accepts (a guard against mistakes)",
         _HOURS, ("lakehouse", "max_hours_per_run"),
     ),
@@ -166,7 +172,7 @@ SETTINGS: tuple[Setting, ...] = (
         matching(r"sc://\S+", "a Spark Connect URL (sc://host:port)"), ("spark", "remote"),
     ),
     Setting(
-        "SPARK_DRIVER_MEMORY", "2g",
+        "SPARK_DRIVER_MEMORY", "768m",
         "the driver JVM's heap (in local mode it runs the executors too): most of a run's peak memory",
         matching(r"(?i)\d+[kmgt]", "a JVM size such as 2g or 512m"), ("spark", "driver_memory"),
     ),

@@ -259,6 +259,21 @@ def test_a_window_checked_slice_by_slice_reports_one_result_per_check():
     assert set(by_name["quarantine_ratio"].metadata["ratio_per_hour"].value) == {L0, L1}
 
 
+def test_slices_are_bounded_by_rows_as_well_as_hours():
+    from crypto_assets.partitions import window_slices
+
+    hour = [H0 + timedelta(hours=n) for n in range(8)]
+    # 3 rows an hour at first, then an hour of 10 (more than a slice holds), then daily-like gaps
+    rows = {hour[0]: 3, hour[1]: 3, hour[2]: 3, hour[3]: 10, hour[4]: 1, hour[7]: 1}
+    assert window_slices(H0, hour[7] + timedelta(hours=1), 4, rows, max_rows=6) == [
+        (hour[0], hour[2]),
+        (hour[2], hour[3]),
+        (hour[3], hour[4]),  # alone: it holds more than a slice
+        (hour[4], hour[7] + timedelta(hours=1)),  # sparse hours go together, up to the hours bound
+    ]
+    assert window_slices(H0, hour[2], 4, rows, max_rows=100) == [(H0, hour[2])]
+
+
 def check_results(window):
     from crypto_assets.assets.checks import audit
 

@@ -1,5 +1,6 @@
-"""The archive of Spark's classes: every session of a set-up machine maps the one `make setup`
-made, and none ever maps an archive that is stale or damaged (a JVM crashes on those)."""
+"""The driver JVM's options. The archive of Spark's classes: every session of a set-up machine maps
+the one `make setup` made, and none ever maps an archive that is stale or damaged (a JVM crashes
+on those). The collector: serial for a small heap, unless the user names one."""
 
 from __future__ import annotations
 
@@ -26,6 +27,13 @@ def test_sessions_map_the_archive_the_setup_made():
     assert "SharedArchiveFile" not in java_options(SparkResource(class_archive=False))
     remote = SparkResource(remote="sc://127.0.0.1:15002")._builder_config()
     assert "spark.driver.extraJavaOptions" not in remote  # a Connect server's JVM is not ours
+
+
+def test_a_small_heap_gets_the_serial_collector_unless_the_user_names_one():
+    assert "-XX:+UseSerialGC" in java_options(SparkResource())  # the default heap, 768m
+    assert "-XX:+UseSerialGC" in java_options(SparkResource(driver_memory="1G"))
+    assert "UseSerialGC" not in java_options(SparkResource(driver_memory="4g"))
+    assert "UseSerialGC" not in java_options(SparkResource(java_options="-XX:+UseParallelGC"))
 
 
 @pytest.fixture

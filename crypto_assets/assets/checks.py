@@ -16,7 +16,7 @@ from typing import Any, Generic, TypeVar
 
 from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetKey, Failure, MetadataValue
 
-from crypto_assets.partitions import window_label, window_slices
+from crypto_assets.partitions import window_label
 from crypto_assets.resources.lakehouse import replanned
 
 Staged = TypeVar("Staged")
@@ -99,20 +99,18 @@ def refuse_publication(results: list[AssetCheckResult], failed: list[str], what:
 
 def publish_in_slices(
     what: str,
-    start: datetime,
-    end: datetime,
-    slice_hours: int,
+    slices: list[tuple[datetime, datetime]],
     plan_and_commit: Callable[[datetime, datetime], tuple[Any, list[AssetCheckResult], Any]],
     on_committed: Callable[[str, Any, Any], None],
 ) -> Generator[AssetCheckResult, None, list[AssetCheckResult]]:
-    """Write, audit, publish [start, end) a slice at a time: ``plan_and_commit(a, b)`` stages a
+    """Write, audit, publish a window a slice at a time (``slices``, in order): ``plan_and_commit(a, b)`` stages a
     slice, audits it and commits it only if no blocking check failed, returning (staged, results,
     what it committed or None); lost races are re-planned. ``on_committed(label, staged, written)``
     sees each committed slice (and should keep only a summary: slices bound memory). A refused
     slice yields every check result so far and fails the step (earlier slices stay: they passed).
     Returns one result per check."""
     per_slice = []
-    for slice_start, slice_end in window_slices(start, end, slice_hours):
+    for slice_start, slice_end in slices:
         label = f"{what} {window_label(slice_start, slice_end)}"
         staged, results, written = replanned(label, lambda: plan_and_commit(slice_start, slice_end))
         per_slice.append(results)

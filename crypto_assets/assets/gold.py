@@ -174,7 +174,7 @@ def _materialize(context: AssetExecutionContext, spark: SparkResource, lakehouse
         context.log.info("%s: %d rows", label, written.rows)
 
     results = yield from publish_in_slices(
-        gold.table.path, write_start, write_end, lakehouse.slice_hours, plan_and_commit, on_committed
+        gold.table.path, lakehouse.slices(SILVER, write_start, write_end), plan_and_commit, on_committed
     )
     later = int((write_end - end) / HOUR)
     if later:

@@ -300,7 +300,9 @@ def silver_market_snapshots(
             sum(window.superseded_per_hour.values()),
         )
 
-    results = yield from publish_in_slices("Silver", start, end, lakehouse.slice_hours, plan_and_commit, on_committed)
+    results = yield from publish_in_slices(
+        "Silver", lakehouse.slices(BRONZE, start, end), plan_and_commit, on_committed
+    )
     silver_writes, quarantine_writes = [w[0] for w in writes], [w[1] for w in writes]
     yield MaterializeResult(
         asset_key=SILVER.asset_key,

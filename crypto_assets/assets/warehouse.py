@@ -137,7 +137,7 @@ def warehouse_star_schema(context: AssetExecutionContext, lakehouse: LakehouseRe
         context.log.info("%s: loaded %s", label, load.written)
 
     results = yield from publish_in_slices(
-        "warehouse", start, end, lakehouse.slice_hours, plan_and_commit, on_committed
+        "warehouse", lakehouse.slices(SILVER, start, end), plan_and_commit, on_committed
     )
     for table in star.STAR_TABLES:
         yield MaterializeResult(

@@ -31,7 +31,7 @@ from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from deltalake.exceptions import CommitFailedError, TableNotFoundError
 from pydantic import Field
 
-from crypto_assets.partitions import hour_label, hours_in, iso_utc_seconds, window_label
+from crypto_assets.partitions import hour_label, hours_in, iso_utc_seconds, window_label, window_slices
 from crypto_assets.resources import lake_files
 from crypto_assets.resources.lake_root import LakeRoot
 from crypto_assets.resources.landing import Landing
@@ -142,6 +142,14 @@ class LakehouseResource(ConfigurableResource):
         description="CRYPTO_SLICE_HOURS: a long window is computed, checked and committed this many hours at a "
         "time, so the driver (which collects a slice's rows to commit them with delta-rs) holds at most a slice, "
         "whatever the window's length; a crash loses at most the slice in progress.",
+    )
+
+    slice_rows: int = Field(
+        default=50_000,
+        ge=1,
+        description="CRYPTO_SLICE_ROWS: and at most this many rows of the table a slice reads (an hour holding "
+        "more is a slice of its own), so a slice's memory is the same at 1,000 coins or every coin, for a week of "
+        "hourly points or months of daily ones.",
     )
 
     max_hours_per_run: int = Field(
@@ -327,6 +335,14 @@ class LakehouseResource(ConfigurableResource):
         else:
             rows = pa.concat_tables([lake_files.read_parquet(uri, physical, columns, window) for uri in files])
         return rows if columns else self.conform(table, rows)
+
+    def slices(self, source: LakeTable, start: datetime, end: datetime) -> list[tuple[datetime, datetime]]:
+        """[start, end) cut into the slices a step computes, checks and commits one at a time: at
+        most ``slice_hours`` hours and ``slice_rows`` rows of ``source`` (the table it reads) each."""
+        hours = self.read_window_arrow(source, start, end, columns=["ingest_hour"]).column("ingest_hour")
+        counts = pc.value_counts(hours)
+        per_hour = dict(zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist()))
+        return window_slices(start, end, self.slice_hours, per_hour, self.slice_rows)
 
     def last_hour(self, table: LakeTable, start: datetime, end: datetime) -> datetime | None:
         """The latest hour in [start, end) that has rows, or None."""

@@ -30,6 +30,20 @@ log = get_dagster_logger("crypto_assets.spark")
 LOG4J_CONFIG = Path(__file__).with_name("log4j2.properties")
 
 
+# A heap this small is collected by the serial collector: G1's own structures would add about a
+# tenth of it to the driver's memory, and its concurrent threads buy nothing at this size (the
+# JVM's own choice on a small machine). A user's own -XX:+Use…GC wins.
+SMALL_HEAP = 2**30
+SMALL_HEAP_GC = ["-XX:+UseSerialGC"]
+_UNITS = {"k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
+
+
+def _heap_bytes(size: str) -> int:
+    """A JVM size such as ``768m`` or ``2g`` in bytes (bytes when it has no unit)."""
+    size = size.strip().lower()
+    return int(size[:-1]) * _UNITS[size[-1]] if size[-1] in _UNITS else int(size)
+
+
 class SparkResource(LazyPySparkResource):
     """A lazily started SparkSession: runs that touch no Spark asset start no JVM."""
 
@@ -38,7 +52,10 @@ class SparkResource(LazyPySparkResource):
     remote: Optional[str] = Field(
         default=None, description="SPARK_REMOTE: a Spark Connect URL (sc://host:15002); wins over master."
     )
-    driver_memory: str = Field(default="2g", description="Driver heap in local mode (the executors live in it).")
+    driver_memory: str = Field(
+        default="768m",
+        description="Driver heap in local mode (the executors live in it): a slice fits (CRYPTO_SLICE_ROWS).",
+    )
     shuffle_partitions: int = Field(
         default=8, description="Hourly windows are small: Spark's 200 default is mostly overhead."
     )
@@ -69,6 +86,7 @@ class SparkResource(LazyPySparkResource):
     def _java_options(self) -> list[str]:
         options = [
             f"-Dlog4j2.configurationFile=file:{LOG4J_CONFIG}",
+            *(SMALL_HEAP_GC if _heap_bytes(self.driver_memory) <= SMALL_HEAP and "GC" not in self.java_options else []),
             *([self.java_options] if self.java_options else []),
         ]
         archive = self._archive()
