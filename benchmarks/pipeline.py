@@ -22,7 +22,10 @@ import statistics
 import subprocess
 import tempfile
 import time
+import uuid
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from dagster import DagsterInstance
 
@@ -44,6 +47,38 @@ STAGES = {
 }
 
 
+# The deployment's Dagster storage (deploy/dagster.yaml) on the local server, with its event batching.
+POSTGRES_INSTANCE = """storage:
+  postgres:
+    postgres_db:
+      {{hostname: 127.0.0.1, port: 5432, username: postgres, password: "", db_name: {database}, scheme: postgresql+psycopg2}}
+telemetry:
+  enabled: false
+"""
+POSTGRES_TUNING = {"DAGSTER_EVENT_BATCH_SIZE": "1000"}  # as docker-compose.yml sets it
+
+
+@contextmanager
+def dagster_storage(home: Path, storage: str) -> Iterator[dict[str, str]]:
+    """The Dagster home's storage: ``sqlite`` (Dagster's default, as `make run` has it) or
+    ``postgres`` (a fresh database on 127.0.0.1:5432, dropped afterwards); yields its environment."""
+    if storage == "sqlite":
+        yield {}
+        return
+    import psycopg2
+
+    database = f"crypto_bench_{uuid.uuid4().hex[:10]}"
+    admin = psycopg2.connect(host="127.0.0.1", port=5432, user="postgres", dbname="postgres")
+    admin.autocommit = True
+    admin.cursor().execute(f"CREATE DATABASE {database}")
+    Path(home, "dagster.yaml").write_text(POSTGRES_INSTANCE.format(database=database))
+    try:
+        yield POSTGRES_TUNING
+    finally:
+        admin.cursor().execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+        admin.close()
+
+
 def run_once(
     base_url: str,
     coins: int | str,
@@ -51,46 +86,61 @@ def run_once(
     lake: str | None = None,
     extra_env: dict[str, str] | None = None,
     workdir: Path | None = None,
+    storage: str = "sqlite",
 ) -> dict[str, float]:
     """One CLI run in a fresh lakehouse (a temporary folder unless ``lake`` is given), warehouse
-    and Dagster home, or in those of ``workdir`` (kept, so a later run sees this one's tables);
-    its figures."""
+    and Dagster home (its ``storage``: see dagster_storage), or in those of ``workdir`` (kept, so
+    a later run sees this one's tables); its figures."""
     with tempfile.TemporaryDirectory(prefix="crypto_bench_") as scratch:
         tmp = workdir or Path(scratch)
         home = Path(tmp, "home")
         home.mkdir(exist_ok=True)
-        env = {
-            **os.environ,
-            "DAGSTER_HOME": str(home),
-            "COINGECKO_BASE_URL": base_url,
-            "COINGECKO_CALLS_PER_MINUTE": "1000000",
-            "CRYPTO_COINS_LIMIT": str(coins),
-            "CRYPTO_LAKE_ROOT": lake or str(Path(tmp, "lake")),
-            "CRYPTO_WAREHOUSE_ODBC": f"DRIVER={{SQLite3}};Database={tmp}/warehouse.sqlite;BigInt=1",
-            **(extra_env or {}),
-        }
-        command = materialize_command(*partition_args)
-        started = time.monotonic()
-        with tempfile.TemporaryFile() as stderr:
-            process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
-            peak = peak_python = 0
-            while process.poll() is None:
-                peak = max(peak, tree_rss(process.pid))
-                peak_python = max(peak_python, rss(process.pid))
-                time.sleep(0.1)
-            wall = time.monotonic() - started
-            if process.returncode != 0:
-                stderr.seek(0)
-                raise SystemExit(f"benchmark run failed:\n{stderr.read().decode(errors='replace')[-4000:]}")
-        figures = {"wall": wall, "peak_rss_mb": peak / 2**20, "peak_python_mb": peak_python / 2**20}
-        with DagsterInstance.from_config(str(home)) as instance:
-            [run] = instance.get_runs(limit=1)
-            steps = {stat.step_key: stat.end_time - stat.start_time for stat in instance.get_run_step_stats(run.run_id)}
-            for stage, keys in STAGES.items():
-                figures[stage] = sum(steps[key] for key in keys)
-            [record] = instance.fetch_materializations(BRONZE.asset_key, limit=1).records
-            figures["fetch"] = record.asset_materialization.metadata["fetch_seconds"].value
-        return figures
+        with dagster_storage(home, storage) as storage_env:
+            return _run(base_url, coins, partition_args, tmp, home, lake, {**storage_env, **(extra_env or {})})
+
+
+def _run(
+    base_url: str,
+    coins: int | str,
+    partition_args: list[str],
+    tmp: Path,
+    home: Path,
+    lake: str | None,
+    extra_env: dict[str, str],
+) -> dict[str, float]:
+    """The run itself and its figures (read back while its Dagster storage still exists)."""
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "COINGECKO_BASE_URL": base_url,
+        "COINGECKO_CALLS_PER_MINUTE": "1000000",
+        "CRYPTO_COINS_LIMIT": str(coins),
+        "CRYPTO_LAKE_ROOT": lake or str(Path(tmp, "lake")),
+        "CRYPTO_WAREHOUSE_ODBC": f"DRIVER={{SQLite3}};Database={tmp}/warehouse.sqlite;BigInt=1",
+        **extra_env,
+    }
+    command = materialize_command(*partition_args)
+    started = time.monotonic()
+    with tempfile.TemporaryFile() as stderr:
+        process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
+        peak = peak_python = 0
+        while process.poll() is None:
+            peak = max(peak, tree_rss(process.pid))
+            peak_python = max(peak_python, rss(process.pid))
+            time.sleep(0.1)
+        wall = time.monotonic() - started
+        if process.returncode != 0:
+            stderr.seek(0)
+            raise SystemExit(f"benchmark run failed:\n{stderr.read().decode(errors='replace')[-4000:]}")
+    figures = {"wall": wall, "peak_rss_mb": peak / 2**20, "peak_python_mb": peak_python / 2**20}
+    with DagsterInstance.from_config(str(home)) as instance:
+        [run] = instance.get_runs(limit=1)
+        steps = {stat.step_key: stat.end_time - stat.start_time for stat in instance.get_run_step_stats(run.run_id)}
+        for stage, keys in STAGES.items():
+            figures[stage] = sum(steps[key] for key in keys)
+        [record] = instance.fetch_materializations(BRONZE.asset_key, limit=1).records
+        figures["fetch"] = record.asset_materialization.metadata["fetch_seconds"].value
+    return figures
 
 
 def rss(pid: int) -> int:
