@@ -65,19 +65,19 @@ def window_slices(
     start: datetime,
     end: datetime,
     hours: int,
-    rows_per_hour: Mapping[datetime, int] | None = None,
+    rows_per_hour: Mapping[str, int] | None = None,
     max_rows: int | None = None,
 ) -> list[tuple[datetime, datetime]]:
     """[start, end) cut into consecutive windows of at most ``hours`` hours, in order; given
-    ``rows_per_hour`` (hour -> rows), also of at most ``max_rows`` rows each (an hour holding more
-    is a slice of its own), so a slice's memory follows its rows, whatever the coin count."""
+    ``rows_per_hour`` (hour label -> rows), also of at most ``max_rows`` rows each (an hour holding
+    more is a slice of its own), so a slice's memory follows its rows, whatever the coin count."""
     if hours < 1:
         raise ValueError(f"a window slice is at least 1 hour, not {hours} (CRYPTO_SLICE_HOURS)")
     rows_per_hour = rows_per_hour or {}
     slices: list[tuple[datetime, datetime]] = []
     cut, rows = None, 0
     for hour in hours_in(start, end):
-        rows_now = rows_per_hour.get(hour, 0)
+        rows_now = rows_per_hour.get(hour_label(hour), 0)
         full = max_rows is not None and rows + rows_now > max_rows
         if cut is not None and (full or hour - cut >= hours * HOUR):
             slices.append((cut, hour))

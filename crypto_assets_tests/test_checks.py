@@ -260,11 +260,12 @@ def test_a_window_checked_slice_by_slice_reports_one_result_per_check():
 
 
 def test_slices_are_bounded_by_rows_as_well_as_hours():
-    from crypto_assets.partitions import window_slices
+    from crypto_assets.partitions import hour_label, window_slices
 
     hour = [H0 + timedelta(hours=n) for n in range(8)]
     # 3 rows an hour at first, then an hour of 10 (more than a slice holds), then daily-like gaps
-    rows = {hour[0]: 3, hour[1]: 3, hour[2]: 3, hour[3]: 10, hour[4]: 1, hour[7]: 1}
+    counts = {0: 3, 1: 3, 2: 3, 3: 10, 4: 1, 7: 1}
+    rows = {hour_label(hour[n]): count for n, count in counts.items()}
     assert window_slices(H0, hour[7] + timedelta(hours=1), 4, rows, max_rows=6) == [
         (hour[0], hour[2]),
         (hour[2], hour[3]),

@@ -34,6 +34,7 @@ def test_a_small_heap_gets_the_serial_collector_unless_the_user_names_one():
     assert "-XX:+UseSerialGC" in java_options(SparkResource(driver_memory="1G"))
     assert "UseSerialGC" not in java_options(SparkResource(driver_memory="4g"))
     assert "UseSerialGC" not in java_options(SparkResource(java_options="-XX:+UseParallelGC"))
+    assert "-XX:+UseSerialGC" in java_options(SparkResource(java_options="-Xlog:gc -XX:+PrintGCDetails"))
 
 
 @pytest.fixture

@@ -339,10 +339,8 @@ class LakehouseResource(ConfigurableResource):
     def slices(self, source: LakeTable, start: datetime, end: datetime) -> list[tuple[datetime, datetime]]:
         """[start, end) cut into the slices a step computes, checks and commits one at a time: at
         most ``slice_hours`` hours and ``slice_rows`` rows of ``source`` (the table it reads) each."""
-        hours = self.read_window_arrow(source, start, end, columns=["ingest_hour"]).column("ingest_hour")
-        counts = pc.value_counts(hours)
-        per_hour = dict(zip(counts.field("values").to_pylist(), counts.field("counts").to_pylist()))
-        return window_slices(start, end, self.slice_hours, per_hour, self.slice_rows)
+        hours = self.read_window_arrow(source, start, end, columns=["ingest_hour"])
+        return window_slices(start, end, self.slice_hours, rows_per_hour(hours, start, end), self.slice_rows)
 
     def last_hour(self, table: LakeTable, start: datetime, end: datetime) -> datetime | None:
         """The latest hour in [start, end) that has rows, or None."""

@@ -10,6 +10,7 @@ have. Every session registers the data source that reads Delta snapshots on the 
 from __future__ import annotations
 
 import os
+import re
 import sys
 import threading
 import time
@@ -35,6 +36,7 @@ LOG4J_CONFIG = Path(__file__).with_name("log4j2.properties")
 # JVM's own choice on a small machine). A user's own -XX:+Use…GC wins.
 SMALL_HEAP = 2**30
 SMALL_HEAP_GC = ["-XX:+UseSerialGC"]
+NAMES_A_GC = re.compile(r"-XX:\+Use\w+GC\b")
 _UNITS = {"k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
 
 
@@ -86,7 +88,11 @@ class SparkResource(LazyPySparkResource):
     def _java_options(self) -> list[str]:
         options = [
             f"-Dlog4j2.configurationFile=file:{LOG4J_CONFIG}",
-            *(SMALL_HEAP_GC if _heap_bytes(self.driver_memory) <= SMALL_HEAP and "GC" not in self.java_options else []),
+            *(
+                SMALL_HEAP_GC
+                if _heap_bytes(self.driver_memory) <= SMALL_HEAP and not NAMES_A_GC.search(self.java_options)
+                else []
+            ),
             *([self.java_options] if self.java_options else []),
         ]
         archive = self._archive()
