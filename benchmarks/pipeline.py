@@ -37,12 +37,7 @@ from crypto_assets.tables import BRONZE
 STAGES = {
     "bronze": ("raw_data__bronze_coingecko_markets",),
     "silver": ("silver_market_snapshots",),
-    "gold": (
-        "aggregated_data__gold_market_overview",
-        "aggregated_data__gold_market_distribution",
-        "aggregated_data__gold_price_volatility",
-        "aggregated_data__gold_market_trends",
-    ),
+    "gold": ("gold_tables",),
     "warehouse": ("warehouse_star_schema",),
 }
 
@@ -75,6 +70,7 @@ def dagster_storage(home: Path, storage: str) -> Iterator[dict[str, str]]:
     try:
         yield POSTGRES_TUNING
     finally:
+        Path(home, "dagster.yaml").unlink()  # a later run in this home gets the default storage
         admin.cursor().execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
         admin.close()
 

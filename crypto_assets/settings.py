@@ -143,8 +143,9 @@ SETTINGS: tuple[Setting, ...] = (
         field=("lakehouse", "root"),
     ),
     Setting(
-        "CRYPTO_SLICE_HOURS", 168,
-        "a long window is computed, checked and committed this many hours at a time (the driver holds one slice)",
+        "CRYPTO_SLICE_HOURS", 744,
+        "a long window is computed, checked and committed at most this many hours at a time (a month: sparse "
+        "history goes in few slices; the driver holds one slice)",
         _HOURS, ("lakehouse", "slice_hours"),
     ),
     Setting(

@@ -185,16 +185,18 @@ def gold_checks(table):
 
 def test_gold_totals_match_silver_fails_on_a_wrong_total(silver_frame):
     overview = market_overview(silver_frame).toArrow()
-    assert evaluate(gold_checks(GOLD_OVERVIEW), "totals_match_silver", gold.GoldWindow(overview, silver_frame))[0]
+    assert evaluate(
+        gold_checks(GOLD_OVERVIEW), "totals_match_silver", gold.GoldWindow(overview, silver_frame.toArrow())
+    )[0]
     doctored = overview.set_column(
         overview.schema.get_field_index("coins_tracked"), "coins_tracked", pa.array([3, 4], pa.int64())
     )
     passed, metadata = evaluate(
-        gold_checks(GOLD_OVERVIEW), "totals_match_silver", gold.GoldWindow(doctored, silver_frame)
+        gold_checks(GOLD_OVERVIEW), "totals_match_silver", gold.GoldWindow(doctored, silver_frame.toArrow())
     )
     assert not passed and metadata["mismatched_hours"] == [L0]
     passed, metadata = evaluate(
-        gold_checks(GOLD_OVERVIEW), "totals_match_silver", gold.GoldWindow(overview.slice(0, 1), silver_frame)
+        gold_checks(GOLD_OVERVIEW), "totals_match_silver", gold.GoldWindow(overview.slice(0, 1), silver_frame.toArrow())
     )
     assert not passed and metadata["hours_missing"] == [L1]
 
@@ -205,19 +207,21 @@ def test_gold_totals_match_silver_refuses_an_overflowed_total(spark):
     silver = spark.createDataFrame(pa.Table.from_pylist(rows, schema=SILVER.arrow_schema))
     overview = market_overview(silver).toArrow()
     checks = gold_checks(GOLD_OVERVIEW)
-    passed, metadata = evaluate(checks, "totals_match_silver", gold.GoldWindow(overview, silver))
+    passed, metadata = evaluate(checks, "totals_match_silver", gold.GoldWindow(overview, silver.toArrow()))
     assert not passed and metadata["mismatched_hours"] == [L0]
     finite = overview.set_column(
         overview.schema.get_field_index("total_market_cap"), "total_market_cap", pa.array([1e308])
     )
-    assert not evaluate(checks, "totals_match_silver", gold.GoldWindow(finite, silver))[0]
+    assert not evaluate(checks, "totals_match_silver", gold.GoldWindow(finite, silver.toArrow()))[0]
 
 
 def test_gold_shares_sum_to_one_fails_when_a_tier_is_lost(silver_frame):
     distribution = market_distribution(silver_frame).toArrow()
     checks = gold_checks(GOLD_DISTRIBUTION)
-    assert evaluate(checks, "shares_sum_to_one", gold.GoldWindow(distribution, silver_frame))[0]
-    passed, metadata = evaluate(checks, "shares_sum_to_one", gold.GoldWindow(distribution.slice(1), silver_frame))
+    assert evaluate(checks, "shares_sum_to_one", gold.GoldWindow(distribution, silver_frame.toArrow()))[0]
+    passed, metadata = evaluate(
+        checks, "shares_sum_to_one", gold.GoldWindow(distribution.slice(1), silver_frame.toArrow())
+    )
     assert not passed and list(metadata["hours_off"]) == [L0]
 
 

@@ -602,6 +602,6 @@ def test_batch_sizes_per_dialect():
     assert DIALECTS["mssql"].rows_per_statement(16) == 131
     assert DIALECTS["mssql"].rows_per_statement(1) == 1000
     assert DIALECTS["postgresql"].rows_per_statement(16) == 437
-    assert DIALECTS["sqlite"].rows_per_statement(16) == 1000
+    assert DIALECTS["sqlite"].rows_per_statement(16) == 62  # 999 parameters: see the SQLite dialect
     sql = DIALECTS["postgresql"].insert("crypto", "dim_time", ["a", "b"], 3)
     assert re.fullmatch(r'INSERT INTO "crypto"\."dim_time" \("a", "b"\) VALUES \(\?, \?\), \(\?, \?\), \(\?, \?\)', sql)

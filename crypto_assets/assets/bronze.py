@@ -40,11 +40,10 @@ from crypto_assets.partitions import (
     hourly_partitions,
     hours_in,
     window_label,
-    window_slices,
 )
 from crypto_assets.progress import Progress, duration
 from crypto_assets.resources.coingecko import CoinGeckoError, CoinGeckoResource, MarketsCapture
-from crypto_assets.resources.lakehouse import LakehouseResource, rows_per_hour
+from crypto_assets.resources.lakehouse import LakehouseResource
 from crypto_assets.tables import BRONZE
 from crypto_assets.transforms.silver import unknown_fields
 
@@ -184,14 +183,13 @@ def window_summary(
 ) -> tuple[dict[str, int], list[str], set[str]]:
     """Rows per hour, duplicate ids and capture ids of Bronze's [start, end), read a slice at a
     time (a year of Bronze does not fit in memory at once)."""
-    per_hour: dict[str, int] = {}
+    per_hour = lakehouse.hour_counts(BRONZE, start, end)
     duplicates: list[str] = []
     capture_ids: set[str] = set()
-    for slice_start, slice_end in window_slices(start, end, lakehouse.slice_hours):
+    for slice_start, slice_end in lakehouse.cut(start, end, per_hour):
         rows = lakehouse.read_window_arrow(
             BRONZE, slice_start, slice_end, columns=["ingest_hour", "capture_id", "coin_id"]
         )
-        per_hour.update(rows_per_hour(rows, slice_start, slice_end))
         duplicates += duplicate_ids(rows)
         capture_ids.update(pc.unique(rows.column("capture_id")).to_pylist())
     return per_hour, duplicates, capture_ids

@@ -67,11 +67,15 @@ def _merge(values: list):
 
 
 def merge_slices(per_slice: list[list[AssetCheckResult]]) -> list[AssetCheckResult]:
-    """One result per check for a window evaluated slice by slice: failed if any slice failed."""
+    """One result per check for a window evaluated slice by slice: failed if any slice failed.
+    A check missing from some slices (a table a slice does not write) merges the slices it has."""
     if len(per_slice) == 1:
         return per_slice[0]
+    by_check: dict[tuple, list[AssetCheckResult]] = {}
+    for result in (result for results in per_slice for result in results):
+        by_check.setdefault((result.asset_key, result.check_name), []).append(result)
     merged = []
-    for results in zip(*per_slice):
+    for results in by_check.values():
         first = results[0]
         keys = list(dict.fromkeys(key for result in results for key in result.metadata))
         metadata = {key: _merge([r.metadata[key] for r in results if key in r.metadata]) for key in keys}

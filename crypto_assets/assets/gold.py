@@ -1,22 +1,34 @@
 """Gold: business tables over Silver, per hour window, declared as data (``GOLD``).
 
 The overview and distribution read just the window; volatility and trends look back over
-earlier Silver hours, declared with a ``TimeWindowPartitionMapping`` so the graph shows it.
+earlier Silver hours (the step's ``TimeWindowPartitionMapping`` shows the longest in the graph).
 Because of the lookback the tables must not depend on the order hours were materialised in:
 when Silver hours [A, B) change (a late hour, a refetch), the Gold hours that read them —
 up to B + lookback, as far as Silver exists — are recomputed in the same run
-(``affected_window``). Write, audit, publish: each table's blocking checks run on the staged
-rows before its commit.
+(``affected_window``). One step computes every selected table (``gold_tables``): per slice, one
+Silver frame and the four queries side by side. Write, audit, publish: a slice's tables are
+committed only once all of them pass their blocking checks.
 """
 
 import math
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 
 import pyarrow as pa
-from dagster import AssetDep, AssetExecutionContext, MaterializeResult, TimeWindowPartitionMapping, asset
+import pyarrow.compute as pc
+from dagster import (
+    AssetCheckKey,
+    AssetDep,
+    AssetExecutionContext,
+    AssetSpec,
+    MaterializeResult,
+    TimeWindowPartitionMapping,
+    multi_asset,
+)
 from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
 
 from crypto_assets import charts, crashpoints
 from crypto_assets.assets.checks import Check, audit, failed_blocking, publish_in_slices, specs
@@ -32,19 +44,21 @@ from crypto_assets.assets.common import (
 from crypto_assets.partitions import HOUR, hour_label, hourly_partitions
 from crypto_assets.resources.lakehouse import LakehouseResource
 from crypto_assets.resources.spark import SparkResource
-from crypto_assets.tables import GOLD_DISTRIBUTION, GOLD_OVERVIEW, GOLD_TRENDS, GOLD_VOLATILITY, SILVER, LakeTable
+from crypto_assets.tables import GOLD_DISTRIBUTION, GOLD_OVERVIEW, GOLD_TRENDS, GOLD_VOLATILITY, SILVER, TS, LakeTable
 from crypto_assets.transforms import gold as transforms
 
 # Distribution shares are sums of floats: equal to 1 within this.
 SHARE_TOLERANCE = 1e-9
+# The Silver columns the overview's totals are checked against, read with pyarrow, apart from Spark.
+TOTALS_COLUMNS = ("ingest_hour", "coin_id", "market_cap", "total_volume")
 
 
 @dataclass(frozen=True)
 class GoldWindow:
-    """A Gold table's staged rows and the Silver frame they were computed from."""
+    """A Gold table's staged rows and Silver's rows of the same hours (``TOTALS_COLUMNS``)."""
 
     rows: pa.Table
-    silver: DataFrame
+    silver: pa.Table
 
 
 def shares_off(distribution: pa.Table) -> dict[str, float]:
@@ -83,8 +97,7 @@ def totals_mismatch(silver: pa.Table, overview: pa.Table) -> tuple[list[str], li
 
 
 def _totals_match_silver(window: GoldWindow) -> tuple[bool, dict]:
-    totals = window.silver.select("ingest_hour", "coin_id", "market_cap", "total_volume").toArrow()
-    mismatched, missing = totals_mismatch(totals, window.rows)
+    mismatched, missing = totals_mismatch(window.silver, window.rows)
     return not mismatched and not missing, {"mismatched_hours": mismatched, "hours_missing": missing}
 
 
@@ -150,67 +163,104 @@ def affected_window(lakehouse: LakehouseResource, start: datetime, end: datetime
     return start, newest + HOUR if newest is not None else end
 
 
-def _materialize(context: AssetExecutionContext, spark: SparkResource, lakehouse: LakehouseResource, gold: GoldTable):
+# The step reads Silver back as far as the longest lookback, for every table (Dagster takes one
+# mapping per upstream asset and step).
+SILVER_DEP = AssetDep(
+    SILVER.asset_key,
+    partition_mapping=TimeWindowPartitionMapping(
+        start_offset=-MAX_LOOKBACK_HOURS, allow_nonexistent_upstream_partitions=True
+    ),
+)
+
+
+def _compute(spark: SparkResource, lakehouse: LakehouseResource, writing: dict[GoldTable, datetime], start: datetime):
+    """Each table's rows for hours [start, its end) from one Silver frame reaching back as far as
+    the longest lookback; the queries run side by side (Spark plans each on its own thread)."""
+    lookback = max(gold.lookback_hours for gold in writing) * HOUR
+    silver = lakehouse.read_window(spark.spark_session, SILVER, start - lookback, max(writing.values()))
+
+    def rows(gold: GoldTable) -> pa.Table:
+        hours = F.col("ingest_hour")
+        own = silver.where((hours >= F.lit(start - gold.lookback_hours * HOUR)) & (hours < F.lit(writing[gold])))
+        return gold.transform(own, start, writing[gold]).toArrow()
+
+    with ThreadPoolExecutor(len(writing), thread_name_prefix="gold") as pool:
+        return dict(zip(writing, pool.map(rows, writing)))
+
+
+@multi_asset(
+    specs=[
+        AssetSpec(
+            gold.table.asset_key,
+            description=gold.table.description,
+            metadata=table_definition_metadata(gold.table),
+            deps=[SILVER_DEP],
+            group_name="gold",
+            kinds={"spark", "deltalake"},
+            freshness_policy=FRESHNESS_POLICY,
+        )
+        for gold in GOLD
+    ],
+    check_specs=[spec for gold in GOLD for spec in specs(gold.table.asset_key, gold.checks)],
+    partitions_def=hourly_partitions,
+    backfill_policy=BACKFILL_POLICY,
+    can_subset=True,
+)
+def gold_tables(context: AssetExecutionContext, spark: SparkResource, lakehouse: LakehouseResource):
+    """The selected Gold tables in one step: a slice's tables are computed from one Silver frame,
+    audited together, and committed only if every one passes its blocking checks."""
     start, end = run_window(context, lakehouse)
-    write_start, write_end = affected_window(lakehouse, start, end, gold.lookback_hours)
+    chosen = [gold for gold in GOLD if gold.table.asset_key in context.selected_asset_keys]
+    checks = {
+        gold: [
+            c for c in gold.checks if AssetCheckKey(gold.table.asset_key, c.name) in context.selected_asset_check_keys
+        ]
+        for gold in chosen
+    }
+    ends = {gold: affected_window(lakehouse, start, end, gold.lookback_hours)[1] for gold in chosen}
 
     def plan_and_commit(slice_start, slice_end):
-        pin = lakehouse.pin(gold.table)
-        silver = lakehouse.read_window(spark.spark_session, SILVER, slice_start - gold.lookback_hours * HOUR, slice_end)
-        window = GoldWindow(gold.transform(silver, slice_start, slice_end).toArrow(), silver)
-        results = audit(gold.table.asset_key, gold.checks, window)
+        writing = {gold: min(slice_end, ends[gold]) for gold in chosen if ends[gold] > slice_start}
+        pins = {gold: lakehouse.pin(gold.table) for gold in writing}
+        rows = _compute(spark, lakehouse, writing, slice_start)
+        totals = lakehouse.read_window_arrow(SILVER, slice_start, slice_end, columns=list(TOTALS_COLUMNS))
+        windows = {
+            gold: GoldWindow(rows[gold], totals.filter(pc.field("ingest_hour") < pa.scalar(writing[gold], TS)))
+            for gold in writing
+        }
+        results = [result for gold in writing for result in audit(gold.table.asset_key, checks[gold], windows[gold])]
         if failed_blocking(results):
-            return window, results, None
-        written = lakehouse.write_window(gold.table, window.rows, slice_start, slice_end, context.run.run_id, base=pin)
-        crashpoints.reached("gold.committed")
-        return window, results, written
+            return windows, results, None
+        written = {}
+        for gold, window in windows.items():
+            written[gold] = lakehouse.write_window(
+                gold.table, window.rows, slice_start, writing[gold], context.run.run_id, base=pins[gold]
+            )
+            crashpoints.reached("gold.committed")
+        return windows, results, written
 
-    writes: list = []
-    chart_rows: list[pa.Table] = []
+    writes: dict[GoldTable, list] = {gold: [] for gold in chosen}
+    newest_rows: dict[GoldTable, pa.Table] = {}
 
-    def on_committed(label, window, written):
-        writes.append(written)
-        chart_rows[:] = [window.rows]  # the charts and the preview show the newest slice
-        context.log.info("%s: %d rows", label, written.rows)
+    def on_committed(label, windows, written):
+        for gold, result in written.items():
+            writes[gold].append(result)
+            newest_rows[gold] = windows[gold].rows  # the charts and the preview show the newest slice
+        context.log.info("%s: %s", label, ", ".join(f"{gold.table.name} {w.rows} rows" for gold, w in written.items()))
 
+    union_end = max(ends.values())
     results = yield from publish_in_slices(
-        gold.table.path, lakehouse.slices(SILVER, write_start, write_end), plan_and_commit, on_committed
+        "Gold", lakehouse.slices(SILVER, start, union_end), plan_and_commit, on_committed
     )
-    later = int((write_end - end) / HOUR)
-    if later:
-        context.log.info("%s: %d later hours recomputed (they read the hours of this run)", gold.table.path, later)
-    newest = {"preview": preview(chart_rows[0]), **(gold.chart(chart_rows[0]) if gold.chart else {})}
-    metadata = table_metadata(context, gold.table, lakehouse, writes[-1].version, merged_rows_per_hour(writes), newest)
-    metadata.update(later_hours_recomputed=later, slices=len(writes))
-    yield MaterializeResult(asset_key=gold.table.asset_key, metadata=metadata)
+    for gold in chosen:
+        later = int((ends[gold] - end) / HOUR)
+        if later:
+            context.log.info("%s: %d later hours recomputed (they read the hours of this run)", gold.table.path, later)
+        rows = newest_rows[gold]
+        newest = {"preview": preview(rows), **(gold.chart(rows) if gold.chart else {})}
+        metadata = table_metadata(
+            context, gold.table, lakehouse, writes[gold][-1].version, merged_rows_per_hour(writes[gold]), newest
+        )
+        metadata.update(later_hours_recomputed=later, slices=len(writes[gold]))
+        yield MaterializeResult(asset_key=gold.table.asset_key, metadata=metadata)
     yield from results
-
-
-def _gold_asset(gold: GoldTable):
-    silver_dep = AssetDep(
-        SILVER.asset_key,
-        partition_mapping=TimeWindowPartitionMapping(
-            start_offset=-gold.lookback_hours, allow_nonexistent_upstream_partitions=True
-        ),
-    )
-
-    @asset(
-        name=gold.table.name,
-        key_prefix=[gold.table.schema_name],
-        description=gold.table.description,
-        metadata=table_definition_metadata(gold.table),
-        deps=[silver_dep],
-        group_name="gold",
-        kinds={"spark", "deltalake"},
-        partitions_def=hourly_partitions,
-        backfill_policy=BACKFILL_POLICY,
-        check_specs=specs(gold.table.asset_key, gold.checks),
-        freshness_policy=FRESHNESS_POLICY,
-    )
-    def gold_asset(context: AssetExecutionContext, spark: SparkResource, lakehouse: LakehouseResource):
-        yield from _materialize(context, spark, lakehouse, gold)
-
-    return gold_asset
-
-
-gold_market_overview, gold_market_distribution, gold_price_volatility, gold_market_trends = map(_gold_asset, GOLD)

@@ -44,6 +44,8 @@ if TYPE_CHECKING:
 log = get_dagster_logger("crypto_assets.lakehouse")
 
 STATS_PROPERTY = "delta.dataSkippingStatsColumns"
+# Hours of ``ingest_hour`` read at once to count a window's rows per hour.
+COUNT_HOURS = 168
 # How often a window write is re-planned after losing a race before the run gives up.
 REPLAN_ATTEMPTS = 4
 
@@ -137,11 +139,12 @@ class LakehouseResource(ConfigurableResource):
     )
 
     slice_hours: int = Field(
-        default=168,
+        default=744,
         ge=1,
-        description="CRYPTO_SLICE_HOURS: a long window is computed, checked and committed this many hours at a "
-        "time, so the driver (which collects a slice's rows to commit them with delta-rs) holds at most a slice, "
-        "whatever the window's length; a crash loses at most the slice in progress.",
+        description="CRYPTO_SLICE_HOURS: a long window is computed, checked and committed at most this many hours "
+        "at a time (and at most CRYPTO_SLICE_ROWS rows), so the driver (which collects a slice's rows to commit "
+        "them with delta-rs) holds at most a slice, whatever the window's length; a crash loses at most the slice "
+        "in progress.",
     )
 
     slice_rows: int = Field(
@@ -336,11 +339,23 @@ class LakehouseResource(ConfigurableResource):
             rows = pa.concat_tables([lake_files.read_parquet(uri, physical, columns, window) for uri in files])
         return rows if columns else self.conform(table, rows)
 
+    def hour_counts(self, table: LakeTable, start: datetime, end: datetime) -> dict[str, int]:
+        """Rows of ``table`` per hour label over [start, end), its ``ingest_hour`` read a week at
+        a time (a year of every coin's hours would be hundreds of MB at once)."""
+        counts: dict[str, int] = {}
+        for week_start, week_end in window_slices(start, end, COUNT_HOURS):
+            hours = self.read_window_arrow(table, week_start, week_end, columns=["ingest_hour"])
+            counts.update(rows_per_hour(hours, week_start, week_end))
+        return counts
+
     def slices(self, source: LakeTable, start: datetime, end: datetime) -> list[tuple[datetime, datetime]]:
         """[start, end) cut into the slices a step computes, checks and commits one at a time: at
         most ``slice_hours`` hours and ``slice_rows`` rows of ``source`` (the table it reads) each."""
-        hours = self.read_window_arrow(source, start, end, columns=["ingest_hour"])
-        return window_slices(start, end, self.slice_hours, rows_per_hour(hours, start, end), self.slice_rows)
+        return self.cut(start, end, self.hour_counts(source, start, end))
+
+    def cut(self, start: datetime, end: datetime, counts: dict[str, int]) -> list[tuple[datetime, datetime]]:
+        """``slices`` of [start, end) from rows per hour label already counted."""
+        return window_slices(start, end, self.slice_hours, counts, self.slice_rows)
 
     def last_hour(self, table: LakeTable, start: datetime, end: datetime) -> datetime | None:
         """The latest hour in [start, end) that has rows, or None."""

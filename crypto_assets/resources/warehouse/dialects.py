@@ -171,7 +171,10 @@ class SQLite(Dialect):
     per connection); foreign keys are switched on for every connection."""
 
     name = "sqlite"
-    param_limit = 32766  # SQLITE_MAX_VARIABLE_NUMBER since SQLite 3.32
+    # SQLite takes 32,766 parameters a statement, but the SQLite3 ODBC driver keeps memory in
+    # proportion to them that closing the connection does not give back: 6 MB more per slice of
+    # 48,000 rows at 32,766, half that at 999, and no slower (measured 2026-12-02).
+    param_limit = 999
     types = {
         "int": "INTEGER",
         "bigint": "INTEGER",

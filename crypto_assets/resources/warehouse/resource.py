@@ -8,6 +8,7 @@ dim_coin; a loser waits, or fails cleanly and rolls back.
 
 from __future__ import annotations
 
+from contextlib import closing
 from dataclasses import replace
 from datetime import datetime
 from typing import Callable, Optional
@@ -109,16 +110,16 @@ class WarehouseResource(ConfigurableResource):
         with odbc.connection(self.odbc_connection_string, loader.d) as conn:
             self._ensure_schema(conn, loader)
             try:
-                cursor = conn.cursor()
-                for statement in loader.d.lock(self.schema_name):
-                    cursor.execute(statement)
-                inputs = inputs_of(*read())
-                loader.add_new_columns(cursor, inputs)
-                written = loader.load(cursor, inputs, start, end)
+                with closing(conn.cursor()) as cursor:
+                    for statement in loader.d.lock(self.schema_name):
+                        cursor.execute(statement)
+                    inputs = inputs_of(*read())
+                    loader.add_new_columns(cursor, inputs)
+                    written = loader.load(cursor, inputs, start, end)
                 load = WindowLoad(
                     written,
-                    loader.run_counts(cursor, *loader.window_count_queries(start, end)),
-                    loader.run_counts(cursor, *loader.orphan_queries(start, end)),
+                    loader.run_counts(conn, *loader.window_count_queries(start, end)),
+                    loader.run_counts(conn, *loader.orphan_queries(start, end)),
                     False,
                 )
                 if accept is not None and not accept(load):
@@ -186,7 +187,7 @@ class WarehouseResource(ConfigurableResource):
     def _counts(self, queries: dict[str, str], params: list) -> dict[str, int]:
         with odbc.connection(self.odbc_connection_string, self.sql_dialect()) as conn:
             try:
-                return WindowLoader.run_counts(conn.cursor(), queries, params)
+                return WindowLoader.run_counts(conn, queries, params)
             except pyodbc.Error as failure:
                 raise odbc.error("counting warehouse rows failed", failure, self.odbc_connection_string) from None
             finally:
