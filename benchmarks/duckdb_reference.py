@@ -20,6 +20,9 @@ from crypto_assets.captures import CAPTURE_STAMP
 from crypto_assets.resources.lakehouse import LakehouseResource
 from crypto_assets.tables import BRONZE, MARKET_CAP_TIERS, NUMERIC_FIELDS, SILVER, TIMESTAMP_FIELDS
 
+# The Spark side's driver heap: see compare.
+COMPARE_HEAP = "3g"
+
 NUMBERS = (
     "current_price",
     "market_cap",
@@ -171,7 +174,9 @@ def compare(lake_root: str, windows: dict[str, tuple[datetime, datetime]], repea
     from crypto_assets.resources.spark import SparkResource
 
     lake = LakehouseResource(root=lake_root)
-    resource = SparkResource()
+    # Each path holds the whole window at once here (compute only, no slices): the pipeline's
+    # small default heap is sized for a slice and loses task results over 744 hours.
+    resource = SparkResource(driver_memory=COMPARE_HEAP)
     spark = resource.spark_session
     try:
         for name, (start, end) in windows.items():
