@@ -11,7 +11,8 @@ scenario in a fresh lakehouse, and prints medians:
 
 Stage times come from Dagster's step stats; fetch is the HTTP part of Bronze. Peak memory is
 the largest sum of RSS over the run's process tree (Python and Spark's JVM), sampled from
-/proc every 100 ms (Linux).
+/proc every 100 ms (Linux); Python's own peak is also given per step (the samples taken between
+the step's start and end), which shows which step holds the memory.
 """
 
 from __future__ import annotations
@@ -119,21 +120,30 @@ def _run(
     started = time.monotonic()
     with tempfile.TemporaryFile() as stderr:
         process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
-        peak = peak_python = 0
+        samples = []  # (epoch seconds, tree bytes, Python bytes): peaks per step come from them
         while process.poll() is None:
-            peak = max(peak, tree_rss(process.pid))
-            peak_python = max(peak_python, rss(process.pid))
+            samples.append((time.time(), tree_rss(process.pid), rss(process.pid)))
             time.sleep(0.1)
         wall = time.monotonic() - started
         if process.returncode != 0:
             stderr.seek(0)
             raise SystemExit(f"benchmark run failed:\n{stderr.read().decode(errors='replace')[-4000:]}")
-    figures = {"wall": wall, "peak_rss_mb": peak / 2**20, "peak_python_mb": peak_python / 2**20}
+    figures = {
+        "wall": wall,
+        "peak_rss_mb": max(tree for _, tree, _ in samples) / 2**20,
+        "peak_python_mb": max(python for _, _, python in samples) / 2**20,
+    }
     with DagsterInstance.from_config(str(home)) as instance:
         [run] = instance.get_runs(limit=1)
-        steps = {stat.step_key: stat.end_time - stat.start_time for stat in instance.get_run_step_stats(run.run_id)}
+        steps = {stat.step_key: stat for stat in instance.get_run_step_stats(run.run_id)}
         for stage, keys in STAGES.items():
-            figures[stage] = sum(steps[key] for key in keys)
+            figures[stage] = sum(steps[key].end_time - steps[key].start_time for key in keys)
+            during = [
+                python
+                for at, _, python in samples
+                if any(steps[key].start_time <= at <= steps[key].end_time for key in keys)
+            ]
+            figures[f"{stage} python_mb"] = max(during, default=0) / 2**20
         [record] = instance.fetch_materializations(BRONZE.asset_key, limit=1).records
         figures["fetch"] = record.asset_materialization.metadata["fetch_seconds"].value
     return figures
@@ -166,9 +176,10 @@ def tree_rss(pid: int) -> int:
 def report(name: str, runs: list[dict[str, float]]) -> dict[str, float]:
     medians = {key: statistics.median(run[key] for run in runs) for key in runs[0]}
     stages = "  ".join(f"{stage} {medians[stage]:6.1f}s" for stage in ("fetch", *STAGES))
+    python = "  ".join(f"{stage} {medians[f'{stage} python_mb']:4.0f}" for stage in STAGES)
     print(
         f"{name:36s} wall {medians['wall']:6.1f}s  peak RSS {medians['peak_rss_mb']:6.0f} MB "
-        f"(Python {medians['peak_python_mb']:5.0f})  |  {stages}"
+        f"(Python {medians['peak_python_mb']:5.0f})  |  {stages}\n{'':36s} Python's peak per step, MB: {python}"
     )
     return medians
 
