@@ -173,7 +173,7 @@ def test_the_same_hours_load_into_postgresql(pipeline, postgres_odbc):
 
 def test_one_gold_table_materialises_alone(pipeline):
     """The Gold tables are one step (one read of Silver), yet each is its own asset: selecting one
-    rewrites that table and leaves the other three, and the warehouse, as they were."""
+    rewrites that table, with the same rows, and leaves the other three at their versions."""
     lake = pipeline["lake"]
     before = {table.path: lake.table_version(table) for table in GOLD_TABLES}
     trends = next(table for table in GOLD_TABLES if table.name == "gold_market_trends")
