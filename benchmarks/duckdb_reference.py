@@ -1,8 +1,9 @@
 """What a user might pick instead: Silver's and Gold's logic in DuckDB over the same Bronze and
 Silver files, beside the Spark path over the same window, compute only (no writes) in both.
 
-`python -m benchmarks.duckdb_reference LAKE START END` (hours as ISO times) — benchmarks/scale.py
-runs it on the lake its 744-hour backfill left. The SQL follows ``transforms/silver.py`` and
+`python -m benchmarks.duckdb_reference LAKE START/END…` (windows of hours as ISO times) —
+benchmarks/scale.py runs it, in a process of its own (PySpark keeps a stopped session's JVM, and
+its 3g heap, until the process ends), on the lake its 744-hour backfill left. The SQL follows ``transforms/silver.py`` and
 ``transforms/gold.py`` rule for rule (fields parsed once per record, the same quarantine reasons
 in the same order, the same precedence, flags and windows); the one simplification is plain
 ``sum`` where Spark sorts values before adding them (bit-exact reruns), which only makes DuckDB's
@@ -200,6 +201,16 @@ def compare(lake_root: str, windows: dict[str, tuple[datetime, datetime]], repea
         resource.teardown_after_execution(None)
 
 
+def window_argument(start: datetime, end: datetime) -> str:
+    return f"{start.isoformat()}/{end.isoformat()}"
+
+
+def _named_window(argument: str) -> tuple[str, tuple[datetime, datetime]]:
+    start, end = (datetime.fromisoformat(when) for when in argument.split("/"))
+    hours = int((end - start) / timedelta(hours=1))
+    return (f"{hours} hours" if hours != 1 else "one hour"), (start, end)
+
+
 if __name__ == "__main__":
-    root, first, last = sys.argv[1:4]
-    compare(root, {"window": (datetime.fromisoformat(first), datetime.fromisoformat(last))})
+    root, *windows = sys.argv[1:]
+    compare(root, dict(map(_named_window, windows)))

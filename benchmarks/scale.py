@@ -28,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.duckdb_reference import compare
+from benchmarks.duckdb_reference import window_argument
 from benchmarks.pipeline import dagster_storage, report, run_once
 from crypto_assets.cli import materialize_command
 from crypto_assets.partitions import HOUR, current_hour, partition_key
@@ -110,9 +110,11 @@ def main() -> None:
         recorded = {storage: recorded_floor(744, storage) for storage in STORAGES}
         with tempfile.TemporaryDirectory(prefix="crypto_month_") as kept:
             month = report("744-hour backfill", [run_once(url, args.coins, backfill(744), workdir=Path(kept))])
-            print("Silver + Gold logic on the 744-hour lake, Spark path vs DuckDB (compute only):")
+            print("Silver + Gold logic on the 744-hour lake, Spark path vs DuckDB (compute only):", flush=True)
             now = current_hour()
-            compare(str(Path(kept, "lake")), {"one hour": (now - HOUR, now), "744 hours": (now - 744 * HOUR, now)})
+            windows = [window_argument(now - HOUR, now), window_argument(now - 744 * HOUR, now)]
+            reference = [sys.executable, "-m", "benchmarks.duckdb_reference", str(Path(kept, "lake")), *windows]
+            subprocess.run(reference, check=True)
         month_pg = report(
             "744-hour backfill, PostgreSQL", [run_once(url, args.coins, backfill(744), storage="postgres")]
         )

@@ -2,7 +2,8 @@
 rows they make.
 
 A capture is landed body by body as the responses arrive (``CaptureLanding``) and appended to
-Bronze in parts of at most COINS_PER_PART coins' history, each read back from its landing files,
+Bronze in parts of at most COINS_PER_PART coins' history and PART_BODY_BYTES of their responses,
+each read back from its landing files,
 so neither holds more than a part in memory, whatever the window's length.
 
 A capture is Bronze's unit of history. Its rows are a pure function of its landing folder (the
@@ -37,9 +38,12 @@ SNAPSHOT, HISTORY = "snapshot", "history"
 SNAPSHOT_ROOT = "coingecko/markets"
 HISTORY_ROOT = "coingecko/market_chart"
 MAX_NAME_CHARS = 120
-# Coins per Bronze commit of a history capture: bounds the rows built at once (a year of one
-# coin is ~2,400 points) and what a crash in the middle of appending costs.
+# A Bronze commit of a history capture holds at most this many coins, and its coins' responses
+# at most this many bytes (about 100 per point: some 50,000 rows, a slice's size), so the rows
+# built at once and what a crash in the middle of appending costs are the same for a day, a
+# month or a year of history (a year of one coin is ~2,400 points, a month 744).
 COINS_PER_PART = 100
+PART_BODY_BYTES = 5 * 2**20
 HOUR_MS = 3_600_000
 _BRONZE_PHYSICAL = pa.schema([f for f in BRONZE.arrow_schema if f.name != "ingest_date"])
 
@@ -152,9 +156,12 @@ class CaptureLanding:
         vs_currency: str,
         hours: list[datetime],
         coins_per_part: int = COINS_PER_PART,
+        part_body_bytes: int = PART_BODY_BYTES,
     ):
-        self.landing, self.capture_id, self.coins_per_part = landing, capture_id, coins_per_part
+        self.landing, self.capture_id = landing, capture_id
+        self.coins_per_part, self.part_body_bytes = coins_per_part, part_body_bytes
         self.files: list[dict] = []
+        self._part, self._part_coins, self._part_bytes = 1, 0, 0  # the part being filled
         self.manifest = {
             "source": source,
             "run_id": run_id,
@@ -167,13 +174,18 @@ class CaptureLanding:
         self.landing.put(self.capture_id, name, page.body)
         self.files.append(_file_entry(name, page, kind, part, coin))
 
-    def add_coin(self, number: int, coin: dict, pages: list[ApiPage]) -> None:
-        """The ``number``-th coin's (0-based) history chunks, in the part it falls in."""
+    def add_coin(self, coin: dict, pages: list[ApiPage]) -> None:
+        """A coin's history chunks, in the current part, or a new one once this coin would take
+        the current part past ``coins_per_part`` coins or ``part_body_bytes`` bytes."""
+        size = sum(len(page.body) for page in pages)
+        if self._part_coins and (
+            self._part_coins >= self.coins_per_part or self._part_bytes + size > self.part_body_bytes
+        ):
+            self._part, self._part_coins, self._part_bytes = self._part + 1, 0, 0
+        self._part_coins, self._part_bytes = self._part_coins + 1, self._part_bytes + size
         folder = _file_folder(coin["id"])
         for page in pages:
-            self.add(
-                f"coins/{folder}/chunk-{page.page:04d}.json", page, "history", 1 + number // self.coins_per_part, coin
-            )
+            self.add(f"coins/{folder}/chunk-{page.page:04d}.json", page, "history", self._part, coin)
 
     def finish(self) -> Capture:
         """Write the manifest: from now on the capture exists."""
@@ -199,13 +211,18 @@ def land_snapshot(landing: Landing, markets: MarketsCapture, hour: datetime, vs_
 
 
 def history_landing(
-    landing: Landing, hours: list[datetime], vs_currency: str, run_id: str, coins_per_part: int = COINS_PER_PART
+    landing: Landing,
+    hours: list[datetime],
+    vs_currency: str,
+    run_id: str,
+    coins_per_part: int = COINS_PER_PART,
+    part_body_bytes: int = PART_BODY_BYTES,
 ) -> CaptureLanding:
     """Past hours rebuilt from each coin's ``market_chart/range`` chunks, one capture (the
     ``/coins/markets`` pages the coins were chosen from, if fetched, are landed as ``universe``
     files; they make no rows)."""
     landed_as = capture_id_at(history_prefix(hours), run_id, datetime.now(timezone.utc))
-    return CaptureLanding(landing, landed_as, HISTORY, run_id, vs_currency, hours, coins_per_part)
+    return CaptureLanding(landing, landed_as, HISTORY, run_id, vs_currency, hours, coins_per_part, part_body_bytes)
 
 
 def _array(values, dtype: pa.DataType) -> pa.Array:

@@ -9,6 +9,7 @@ import logging
 from collections import Counter
 from pathlib import Path
 
+import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 from dagster import AssetCheckSeverity, DagsterInstance, EnvVar, materialize
@@ -292,8 +293,8 @@ def test_a_history_capture_appended_in_parts_resumes_after_its_last_committed_pa
     client = CoinGeckoResource(base_url=simulator.base_url, calls_per_minute=60000).get_client()
     coins = [{"id": c.id, "symbol": c.symbol, "name": c.name} for c in simulator.market.coins[:3]]
     landing = history_landing(lake.landing, hours, "usd", "run-died", coins_per_part=2)
-    for number, coin in enumerate(coins):
-        landing.add_coin(number, coin, client.market_chart_range(coin["id"], hours[0], now - HOUR).pages)
+    for coin in coins:
+        landing.add_coin(coin, client.market_chart_range(coin["id"], hours[0], now - HOUR).pages)
     landed = landing.finish()
     assert landed.parts == 2
     lake.append_capture(BRONZE, landed.part_rows(1, lake.landing), landed.capture_id, "run-died", part=1)
@@ -311,3 +312,30 @@ def test_a_history_capture_appended_in_parts_resumes_after_its_last_committed_pa
     assert [h.get("capture_part") for h in history[::-1] if "capture_part" in h] == ["1", "2"]
     append_capture_parts(lake, unfinished, "run-again", Appended())  # nothing left to add
     assert lake.table_version(BRONZE) == 2  # created empty, then the two parts
+
+
+def test_a_long_history_capture_is_cut_into_parts_by_bytes_and_makes_the_same_rows(lake, simulator):
+    """Parts hold at most ``part_body_bytes`` of responses (a year of a coin is ~100 times a
+    day's), so a long window's parts are smaller in coins, never larger in rows; the rows are
+    the same however the capture is cut."""
+    now = current_hour()
+    hours = [now - h * HOUR for h in range(48, 0, -1)]
+    client = CoinGeckoResource(base_url=simulator.base_url, calls_per_minute=60000).get_client()
+    coins = [{"id": c.id, "symbol": c.symbol, "name": c.name} for c in simulator.market.coins[:4]]
+    pages = {coin["id"]: client.market_chart_range(coin["id"], hours[0], now).pages for coin in coins}
+    largest = max(sum(len(page.body) for page in coin_pages) for coin_pages in pages.values())
+    landed = {}
+    for name, part_body_bytes in (("whole", 10 * largest), ("cut", largest)):
+        landing = history_landing(lake.landing, hours, "usd", f"run-{name}", part_body_bytes=part_body_bytes)
+        for coin in coins:
+            landing.add_coin(coin, pages[coin["id"]])
+        landed[name] = landing.finish()
+    assert (landed["whole"].parts, landed["cut"].parts) == (1, 4)
+
+    def rows(capture):
+        parts = [capture.part_rows(part, lake.landing) for part in range(1, capture.parts + 1)]
+        table = pa.concat_tables(parts).select(["coin_id", "ingest_hour", "record_json"])
+        return sorted(tuple(row.values()) for row in table.to_pylist())
+
+    assert rows(landed["cut"]) == rows(landed["whole"])
+    assert len(rows(landed["cut"])) == len(coins) * len(hours)

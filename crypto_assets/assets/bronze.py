@@ -126,7 +126,7 @@ def capture_history(
     )  # fmt: skip
     not_found = []
     progress = Progress(context.log, "history", len(coins), "coins")
-    for number, coin in enumerate(coins):
+    for coin in coins:
         try:
             history = client.market_chart_range(coin["id"], hours[0], hours[-1] + HOUR)
         except CoinGeckoError as error:
@@ -137,7 +137,7 @@ def capture_history(
                 "history: CoinGecko does not know coin %r (404, delisted?): its hours are a gap", coin["id"]
             )
         else:
-            landing.add_coin(number, coin, history.pages)
+            landing.add_coin(coin, history.pages)
         progress.advance()
     capture = landing.finish()
     metadata = {

@@ -17,10 +17,11 @@ import pyarrow as pa
 from dagster import get_dagster_logger
 
 from crypto_assets import star_schema as star
+from crypto_assets.coin_versions import CoinVersion, apply_observations, version_at
 from crypto_assets.partitions import hours_in, naive_utc
 from crypto_assets.resources.warehouse.dialects import Dialect
 from crypto_assets.resources.warehouse.odbc import WarehouseError
-from crypto_assets.star_schema import CoinVersion, Column, StarTable
+from crypto_assets.star_schema import Column, StarTable
 
 # A Dagster logger: inside a run its lines go to the run log (and the UI), outside to stderr.
 log = get_dagster_logger("crypto_assets.warehouse")
@@ -266,7 +267,7 @@ class WindowLoader:
 
         new: list[CoinVersion] = []
         for coin_id in sorted(observed):
-            by_coin[coin_id] = star.apply_observations(
+            by_coin[coin_id] = apply_observations(
                 coin_id, by_coin.get(coin_id, []), observed[coin_id], star.hour_of_time_key(end_key), later_fact_hour
             )
             new += [v for v in by_coin[coin_id] if v.coin_key is None]
@@ -299,7 +300,7 @@ class WindowLoader:
         hour_of = {k: star.hour_of_time_key(k) for k in set(keys)}
         coin_keys = []
         for coin_id, key in zip(arrow.column("coin_id").to_pylist(), keys):
-            version = star.version_at(by_coin.get(coin_id, []), hour_of[key])
+            version = version_at(by_coin.get(coin_id, []), hour_of[key])
             if version is None:
                 raise WarehouseError(
                     f"{fact.source_table.name}: coin {coin_id!r} at {hour_of[key]:%Y-%m-%d %H:00} has no dim_coin version "
