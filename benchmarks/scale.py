@@ -8,7 +8,7 @@ figure beside its target from issue #12. Peak RSS is the whole process tree's (P
 * floor 1: a bare Spark session start + stop, with the pipeline's session settings;
 * floor 2: a no-op `dagster asset materialize` of one partitioned asset (benchmarks/noop.py);
 * Dagster's floor of a backfill: the graph's assets and checks recorded for the range with no work
-  done (benchmarks/recorded_graph.py), printed beside each backfill;
+  done (benchmarks/recorded_graph.py), its time and Python's peak, for 744 hours and the year;
 * one hour: the current hour (a snapshot) in a fresh lake, the whole graph;
 * backfills: past hours from history in one run, each in a fresh lake; Dagster's own storage is
   SQLite (its default, `make run`'s) and, for 744 hours and the year, the deployment's PostgreSQL
@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 from benchmarks.duckdb_reference import window_argument
-from benchmarks.pipeline import dagster_storage, report, run_once
+from benchmarks.pipeline import dagster_storage, report, rss, run_once
 from crypto_assets.cli import materialize_command
 from crypto_assets.partitions import HOUR, current_hour, partition_key
 from crypto_assets.simulator import Simulator
@@ -47,11 +47,21 @@ resource._spark_session.stop()
 
 
 def timed(command: list[str], env: dict[str, str] | None = None) -> float:
-    started = time.monotonic()
-    subprocess.run(
-        command, env={**os.environ, **(env or {})}, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    return sampled(command, env)[0]
+
+
+def sampled(command: list[str], env: dict[str, str] | None = None) -> tuple[float, int]:
+    """Seconds the command took and its own peak RSS in bytes (sampled every 0.1 s)."""
+    started, peak = time.monotonic(), 0
+    process = subprocess.Popen(
+        command, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    return time.monotonic() - started
+    while process.poll() is None:
+        peak = max(peak, rss(process.pid))
+        time.sleep(0.1)
+    if process.returncode:
+        raise subprocess.CalledProcessError(process.returncode, command)
+    return time.monotonic() - started, peak
 
 
 def floors(repeat: int) -> tuple[float, float]:
@@ -72,8 +82,11 @@ def recorded_floor(hours: int, storage: str = "sqlite") -> float:
         Path(home, "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
         with dagster_storage(Path(home), storage) as storage_env:
             command = materialize_command(*backfill(hours), module="benchmarks.recorded_graph")
-            seconds = timed(command, {"DAGSTER_HOME": home, **storage_env})
-    print(f"{f'floor: Dagster recording {hours} h, {storage}':34s} {seconds:6.1f}s  (the graph, no work)")
+            seconds, peak = sampled(command, {"DAGSTER_HOME": home, **storage_env})
+    print(
+        f"{f'floor: Dagster recording {hours} h, {storage}':34s} {seconds:6.1f}s  Python's peak {peak / 2**20:4.0f} MB"
+        "  (the graph, no work)"
+    )
     return seconds
 
 
@@ -120,6 +133,7 @@ def main() -> None:
         )
         year = after_year = None
         if not args.no_year:  # on PostgreSQL: on SQLite, Dagster alone needs about an hour to record a year
+            recorded_floor(YEAR_HOURS, "postgres")
             with tempfile.TemporaryDirectory(prefix="crypto_year_") as kept:
                 year = report(
                     f"{YEAR_HOURS}-hour backfill (a year), PostgreSQL",
