@@ -72,9 +72,8 @@ class Appended:
         coins = dict.fromkeys(e["coin"]["id"] for e in capture.files_of(part))  # a history part: coins' chunks
         present = rows.group_by("coin_id").aggregate([("ingest_hour", "list")])
         hours_of = dict(zip(present.column("coin_id").to_pylist(), present.column("ingest_hour_list").to_pylist()))
-        hours = capture.hours
         for coin in coins:
-            self.gap(coin, hours, set(hours_of.get(coin, ())))
+            self.gap(coin, capture.hours, set(hours_of.get(coin, ())))
 
     def gap(self, coin: str, hours: list[datetime], present: set[datetime]) -> None:
         missing = [hour for hour in hours if hour not in present]

@@ -3,8 +3,8 @@ rows they make.
 
 A capture is landed body by body as the responses arrive (``CaptureLanding``) and appended to
 Bronze in parts of at most COINS_PER_PART coins' history and PART_BODY_BYTES of their responses,
-each read back from its landing files,
-so neither holds more than a part in memory, whatever the window's length.
+each read back from its landing files, so neither holds more than a part in memory, whatever the
+window's length.
 
 A capture is Bronze's unit of history. Its rows are a pure function of its landing folder (the
 response bodies byte for byte, and the manifest saying what each one is), so a capture landed by
@@ -23,6 +23,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import cached_property
 
 import numpy as np
 import pyarrow as pa
@@ -112,9 +113,15 @@ class Capture:
     capture_id: str
     manifest: dict
 
-    @property
+    @cached_property
     def hours(self) -> list[datetime]:
         return [datetime.fromisoformat(hour) for hour in self.manifest["hours"]]
+
+    @cached_property
+    def hour_ms(self) -> np.ndarray:
+        """``hours`` as unix milliseconds, what history points are matched on (once per capture,
+        not per chunk: a year of a thousand coins is 5,000 chunks of 8,784 hours)."""
+        return np.array([int(hour.timestamp() * 1000) for hour in self.hours], dtype=np.int64)
 
     @property
     def source(self) -> str:
@@ -295,7 +302,7 @@ def _history_rows(capture: Capture, entry: dict, body: bytes, taken: dict[str, n
     ms = prices[:, 0].astype(np.int64)
     hour_ms = ms - ms % HOUR_MS
     coin = entry["coin"]
-    wanted = np.array([int(hour.timestamp() * 1000) for hour in capture.hours], dtype=np.int64)
+    wanted = capture.hour_ms
     before = taken.get(coin["id"], np.empty(0, np.int64))
     _, first = np.unique(hour_ms, return_index=True)
     keep = np.sort(first[np.isin(hour_ms[first], wanted) & ~np.isin(hour_ms[first], before)])
