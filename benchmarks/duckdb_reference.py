@@ -3,11 +3,12 @@ Silver files, beside the Spark path over the same window, compute only (no write
 
 `python -m benchmarks.duckdb_reference LAKE START/END…` (windows of hours as ISO times) —
 benchmarks/scale.py runs it, in a process of its own (PySpark keeps a stopped session's JVM, and
-its 3g heap, until the process ends), on the lake its 744-hour backfill left. The SQL follows ``transforms/silver.py`` and
-``transforms/gold.py`` rule for rule (fields parsed once per record, the same quarantine reasons
-in the same order, the same precedence, flags and windows); the one simplification is plain
-``sum`` where Spark sorts values before adding them (bit-exact reruns), which only makes DuckDB's
-side cheaper. Row counts of both sides are printed so a reader sees they did the same work.
+its 3g heap, until the process ends), on the lake its 744-hour backfill left. The SQL follows
+``transforms/silver.py`` and ``transforms/gold.py`` rule for rule (fields parsed once per
+record, the same quarantine reasons in the same order, the same precedence, flags and windows);
+the one simplification is plain ``sum`` where Spark sorts values before adding them (bit-exact
+reruns), which only makes DuckDB's side cheaper. Row counts of both sides are printed so a
+reader sees they did the same work.
 """
 
 from __future__ import annotations

@@ -120,10 +120,7 @@ def _run(
     started = time.monotonic()
     with tempfile.TemporaryFile() as stderr:
         process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=stderr)
-        samples = []  # (epoch seconds, tree bytes, Python bytes): peaks per step come from them
-        while process.poll() is None:
-            samples.append((time.time(), tree_rss(process.pid), rss(process.pid)))
-            time.sleep(0.1)
+        samples = samples_until_exit(process)  # peaks per step come from them
         wall = time.monotonic() - started
         if process.returncode != 0:
             stderr.seek(0)
@@ -147,6 +144,15 @@ def _run(
         [record] = instance.fetch_materializations(BRONZE.asset_key, limit=1).records
         figures["fetch"] = record.asset_materialization.metadata["fetch_seconds"].value
     return figures
+
+
+def samples_until_exit(process: subprocess.Popen) -> list[tuple[float, int, int]]:
+    """(epoch seconds, tree bytes, Python bytes) of ``process`` every 100 ms until it exits."""
+    samples = []
+    while process.poll() is None:
+        samples.append((time.time(), tree_rss(process.pid), rss(process.pid)))
+        time.sleep(0.1)
+    return samples
 
 
 def rss(pid: int) -> int:

@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 from benchmarks.duckdb_reference import window_argument
-from benchmarks.pipeline import dagster_storage, report, rss, run_once
+from benchmarks.pipeline import dagster_storage, report, run_once, samples_until_exit
 from crypto_assets.cli import materialize_command
 from crypto_assets.partitions import HOUR, current_hour, partition_key
 from crypto_assets.simulator import Simulator
@@ -47,21 +47,22 @@ resource._spark_session.stop()
 
 
 def timed(command: list[str], env: dict[str, str] | None = None) -> float:
-    return sampled(command, env)[0]
-
-
-def sampled(command: list[str], env: dict[str, str] | None = None) -> tuple[float, int]:
-    """Seconds the command took and its own peak RSS in bytes (sampled every 0.1 s)."""
-    started, peak = time.monotonic(), 0
-    process = subprocess.Popen(
-        command, env={**os.environ, **(env or {})}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    """Seconds the command took, to the exit (no sampling: the floors are ratios' denominators)."""
+    started = time.monotonic()
+    subprocess.run(
+        command, env={**os.environ, **(env or {})}, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
-    while process.poll() is None:
-        peak = max(peak, rss(process.pid))
-        time.sleep(0.1)
+    return time.monotonic() - started
+
+
+def sampled(command: list[str], env: dict[str, str]) -> tuple[float, int]:
+    """Seconds the command took and its own peak RSS in bytes (benchmarks/pipeline.py's samples)."""
+    started = time.monotonic()
+    process = subprocess.Popen(command, env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    samples = samples_until_exit(process)
     if process.returncode:
         raise subprocess.CalledProcessError(process.returncode, command)
-    return time.monotonic() - started, peak
+    return time.monotonic() - started, max((python for _, _, python in samples), default=0)
 
 
 def floors(repeat: int) -> tuple[float, float]:
