@@ -24,7 +24,8 @@ class CoinVersion:
     first_seen: datetime
     last_seen: datetime
     coin_key: Optional[int] = None  # None until the loader numbers new versions
-    takes_over_from: Optional[int] = field(default=None, compare=False)  # see split_tail
+    # a split-off tail: the key whose later facts the loader re-points to it (apply_observations)
+    takes_over_from: Optional[int] = field(default=None, compare=False)
 
     @property
     def attributes(self) -> tuple[Optional[str], Optional[str]]:
