@@ -21,6 +21,7 @@ from crypto_assets.captures import (
     history_spans_overlapping,
     snapshot_prefix,
 )
+from crypto_assets.memory import release_free_memory
 from crypto_assets.partitions import hour_label, hours_in
 from crypto_assets.resources.lakehouse import LakehouseResource, parts_committed
 from crypto_assets.tables import BRONZE
@@ -94,3 +95,5 @@ def append_capture_parts(lakehouse: LakehouseResource, capture: Capture, run_id:
         appended.add(capture, part, rows)
         if capture.parts > 1:
             log.info("Bronze: capture %s part %d/%d: %d rows", capture.capture_id, part, capture.parts, len(rows))
+        del rows
+        release_free_memory()

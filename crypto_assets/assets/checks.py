@@ -16,6 +16,7 @@ from typing import Any, Generic, TypeVar
 
 from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetKey, Failure, MetadataValue
 
+from crypto_assets.memory import release_free_memory
 from crypto_assets.partitions import window_label
 from crypto_assets.resources.lakehouse import replanned
 
@@ -121,4 +122,6 @@ def publish_in_slices(
         if written is None:
             yield from refuse_publication(merge_slices(per_slice), failed_blocking(results), label)
         on_committed(label, staged, written)
+        del staged, written  # the slice's rows, before their memory is handed back
+        release_free_memory()
     return merge_slices(per_slice)

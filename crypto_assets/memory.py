@@ -1,0 +1,32 @@
+"""Memory a long run hands back between slices, so its peak stays that of one slice.
+
+Measured on a 744-hour backfill (1,000 coins): Arrow's default pool (mimalloc) kept what each
+slice had freed, and glibc's malloc kept free pages in its arenas, so Python's peak grew with
+the window (747 MB against 470 MB for 24 hours) while what was in use stayed flat. With Arrow on
+the system allocator (chosen in ``crypto_assets/__init__.py``: it must precede pyarrow's import)
+and glibc's free pages returned after every slice, it peaked at 499 MB.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+
+
+def _glibc_trim():
+    """glibc's ``malloc_trim``, or None where the C library has none (musl, macOS)."""
+    name = ctypes.util.find_library("c")
+    try:
+        return ctypes.CDLL(name).malloc_trim if name else None
+    except (OSError, AttributeError):
+        return None
+
+
+_MALLOC_TRIM = _glibc_trim()
+
+
+def release_free_memory() -> None:
+    """Return the free pages of the C heap to the system: called once a slice is committed and
+    its rows dropped. A few milliseconds; nothing where libc is not glibc."""
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
