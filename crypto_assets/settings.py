@@ -173,7 +173,7 @@ SETTINGS: tuple[Setting, ...] = (
         matching(r"sc://\S+", "a Spark Connect URL (sc://host:port)"), ("spark", "remote"),
     ),
     Setting(
-        "SPARK_DRIVER_MEMORY", "768m",
+        "SPARK_DRIVER_MEMORY", "512m",
         "the driver JVM's heap (in local mode it runs the executors too): most of a run's peak memory",
         matching(r"(?i)\d+[kmgt]", "a JVM size such as 2g or 512m"), ("spark", "driver_memory"),
     ),

@@ -30,7 +30,7 @@ def test_sessions_map_the_archive_the_setup_made():
 
 
 def test_a_small_heap_gets_the_serial_collector_unless_the_user_names_one():
-    assert "-XX:+UseSerialGC" in java_options(SparkResource())  # the default heap, 768m
+    assert "-XX:+UseSerialGC" in java_options(SparkResource())  # the default heap, 512m
     assert "-XX:+UseSerialGC" in java_options(SparkResource(driver_memory="1G"))
     assert "UseSerialGC" not in java_options(SparkResource(driver_memory="4g"))
     assert "UseSerialGC" not in java_options(SparkResource(java_options="-XX:+UseParallelGC"))

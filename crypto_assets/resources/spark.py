@@ -64,7 +64,7 @@ class SparkResource(LazyPySparkResource):
         default=None, description="SPARK_REMOTE: a Spark Connect URL (sc://host:15002); wins over master."
     )
     driver_memory: str = Field(
-        default="768m",
+        default="512m",
         description="Driver heap in local mode (the executors live in it): a slice fits (CRYPTO_SLICE_ROWS).",
     )
     shuffle_partitions: int = Field(
