@@ -4,7 +4,7 @@ Measured on a 744-hour backfill (1,000 coins): Arrow's default pool (mimalloc) k
 slice had freed, and glibc's malloc kept free pages in its arenas, so Python's peak grew with
 the window (747 MB against 470 MB for 24 hours) while what was in use stayed flat. With Arrow on
 the system allocator (chosen in ``crypto_assets/__init__.py``: it must precede pyarrow's import)
-and glibc's free pages returned after every slice, it peaked at 499 MB.
+and glibc's free pages returned after every committed slice and Bronze part, it peaked at 527 MB.
 """
 
 from __future__ import annotations
