@@ -25,7 +25,7 @@ from crypto_assets.resources import spark_classes
 PROBE = """
 import json, sys, time
 from crypto_assets.resources.spark import SparkResource
-from crypto_assets.transforms.silver import warm_up
+from crypto_assets.warm_up import warm_up
 began = time.monotonic()
 resource = SparkResource(master="local[*]", class_archive=sys.argv[1] == "with")
 session = resource.spark_session

@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
+from typing import Optional
 
 from dagster import HourlyPartitionsDefinition
 
@@ -111,6 +112,21 @@ def window_label(start: datetime, end: datetime) -> str:
     """Hours [start, end) as named in messages: one label, or the first and last hour."""
     last = floor_hour(end - HOUR) if end > start else floor_hour(start)
     return hour_label(start) if last <= floor_hour(start) else f"{hour_label(start)} to {hour_label(last)}"
+
+
+# The tags Dagster gives a run of one partition, and of a range of them (a single-run backfill).
+PARTITION_TAG = "dagster/partition"
+RANGE_TAGS = ("dagster/asset_partition_range_start", "dagster/asset_partition_range_end")
+
+
+def run_hours(tags: Mapping[str, str]) -> Optional[int]:
+    """How many hours a run covers, from its tags; None when they name no partition."""
+    if PARTITION_TAG in tags:
+        return 1
+    if all(tag in tags for tag in RANGE_TAGS):
+        first, last = (hour_of_key(tags[tag]) for tag in RANGE_TAGS)
+        return int((last - first) / HOUR) + 1
+    return None
 
 
 def current_hour() -> datetime:

@@ -178,6 +178,11 @@ SETTINGS: tuple[Setting, ...] = (
         matching(r"(?i)\d+[kmgt]", "a JVM size such as 2g or 512m"), ("spark", "driver_memory"),
     ),
     Setting(
+        "SPARK_QUICK_JIT_HOURS", 24,
+        "runs of at most this many hours compile with the JVM's quick compiler only (seconds off a short run; a long backfill needs the optimising one); 0: never",
+        whole(0), ("spark", "quick_jit_hours"),
+    ),
+    Setting(
         "CRYPTO_PARTITIONS_START", "2026-01-01-00:00", "first hourly partition (UTC)",
         matching(r"\d{4}-\d{2}-\d{2}-\d{2}:00", "an hour as YYYY-MM-DD-HH:00"),
     ),

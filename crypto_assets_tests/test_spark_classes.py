@@ -1,6 +1,7 @@
 """The driver JVM's options. The archive of Spark's classes: every session of a set-up machine maps
 the one `make setup` made, and none ever maps an archive that is stale or damaged (a JVM crashes
-on those). The collector: serial for a small heap, unless the user names one."""
+on those). The collector: serial for a small heap, unless the user names one. The compiler: the
+JVM's quick one alone for a short run, both for a long backfill, unless the user names one."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 import pytest
+from dagster import asset, materialize
 
+from crypto_assets.partitions import HOUR, RANGE_TAGS, current_hour, hourly_partitions, partition_key, run_hours
 from crypto_assets.resources import spark_classes
-from crypto_assets.resources.spark import SparkResource
+from crypto_assets.resources.spark import QUICK_JIT, SparkResource
 from support import unavailable
 
 
@@ -35,6 +38,34 @@ def test_a_small_heap_gets_the_serial_collector_unless_the_user_names_one():
     assert "UseSerialGC" not in java_options(SparkResource(driver_memory="4g"))
     assert "UseSerialGC" not in java_options(SparkResource(java_options="-XX:+UseParallelGC"))
     assert "-XX:+UseSerialGC" in java_options(SparkResource(java_options="-Xlog:gc -XX:+PrintGCDetails"))
+
+
+def options_in_a_run(resource: SparkResource, hours: int) -> str:
+    """The driver JVM options ``resource`` gives a real run of the last ``hours`` hours (no JVM started)."""
+    seen = []
+
+    @asset(partitions_def=hourly_partitions)
+    def probe(context, spark: SparkResource) -> None:
+        seen.append((len(context.partition_keys), java_options(spark)))
+
+    last = current_hour()
+    keys = [partition_key(last - (hours - 1) * HOUR), partition_key(last)]
+    run = {"partition_key": keys[0]} if hours == 1 else {"tags": dict(zip(RANGE_TAGS, keys))}
+    assert materialize([probe], resources={"spark": resource}, **run).success
+    [(partitions, options)] = seen
+    assert partitions == hours
+    return options
+
+
+def test_a_short_run_compiles_with_the_quick_compiler_alone_and_a_long_backfill_with_both():
+    assert QUICK_JIT in options_in_a_run(SparkResource(), 1)
+    assert QUICK_JIT in options_in_a_run(SparkResource(), 24)
+    assert "TieredStopAtLevel" not in options_in_a_run(SparkResource(), 25)
+    assert "TieredStopAtLevel" not in options_in_a_run(SparkResource(quick_jit_hours=0), 1)
+    own = options_in_a_run(SparkResource(java_options="-XX:TieredStopAtLevel=4"), 1)
+    assert QUICK_JIT not in own and "-XX:TieredStopAtLevel=4" in own
+    assert "TieredStopAtLevel" not in java_options(SparkResource())  # outside a run: no window known
+    assert run_hours({}) is None
 
 
 @pytest.fixture

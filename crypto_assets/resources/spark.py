@@ -22,6 +22,7 @@ from dagster import InitResourceContext, get_dagster_logger
 from dagster_pyspark import LazyPySparkResource
 from pydantic import Field, PrivateAttr
 
+from crypto_assets.partitions import run_hours
 from crypto_assets.resources import spark_classes
 
 # A Dagster logger: inside a run its lines go to the run log (and the UI), outside to stderr.
@@ -48,6 +49,12 @@ STATUS_RETAINED = {
 SMALL_HEAP = 2**30
 SMALL_HEAP_GC = ["-XX:+UseSerialGC"]
 NAMES_A_GC = re.compile(r"-XX:\+Use\w+GC\b")
+
+# The JVM's quick compiler (C1) alone. A fresh JVM spends seconds of a short run's two cores in its
+# optimising compiler (C2), which a run of seconds never earns back (one hour: 16.8 s tiered, 13.1 s
+# with C1 alone), while a long backfill needs its code (744 hours: Gold 52 s tiered, 102 s without).
+QUICK_JIT = "-XX:TieredStopAtLevel=1"
+NAMES_A_JIT = re.compile(r"-XX:[+-]?(TieredStopAtLevel|TieredCompilation)\b")
 _UNITS = {"k": 2**10, "m": 2**20, "g": 2**30, "t": 2**40}
 
 
@@ -74,6 +81,12 @@ class SparkResource(LazyPySparkResource):
     )
     ui_enabled: bool = Field(default=False, description="Start Spark's web UI (port 4040+).")
     java_options: str = Field(default="", description="Extra options for the driver's JVM.")
+    quick_jit_hours: int = Field(
+        default=24,
+        ge=0,
+        description="SPARK_QUICK_JIT_HOURS: a run of at most this many hours compiles with the JVM's quick compiler "
+        "only (0: never); a longer one uses both.",
+    )
     class_archive: bool = Field(
         default=True, description="Map the archive of Spark's classes `make setup` makes (spark_classes.py)."
     )
@@ -114,10 +127,16 @@ class SparkResource(LazyPySparkResource):
                 if _heap_bytes(self.driver_memory) <= SMALL_HEAP and not NAMES_A_GC.search(self.java_options)
                 else []
             ),
+            *([QUICK_JIT] if self._quick_jit() else []),
             *([self.java_options] if self.java_options else []),
         ]
         archive = self._archive()
         return [*options, spark_classes.java_options(archive)] if archive else options
+
+    def _quick_jit(self) -> bool:
+        """Whether this run is short enough for C1 alone (and the user chose no compiler of their own)."""
+        short = self._run_hours is not None and self._run_hours <= self.quick_jit_hours
+        return short and not NAMES_A_JIT.search(self.java_options)
 
     def _archive(self) -> Optional[Path]:
         return spark_classes.usable_archive() if self.class_archive and not self.remote else None
@@ -129,10 +148,12 @@ class SparkResource(LazyPySparkResource):
         "a step waits for it: that step's own query warms it up).",
     )
     _starting: Optional[Future] = PrivateAttr(default=None)
+    _run_hours: Optional[int] = PrivateAttr(default=None)  # the run's window, from its tags
     # Set once a step asks for the session: a warm-up not yet begun would only delay it.
     _wanted: threading.Event = PrivateAttr(default_factory=threading.Event)
 
     def setup_for_execution(self, context: InitResourceContext) -> None:
+        self._run_hours = run_hours(context.dagster_run.tags) if context.dagster_run else None
         selection = context.dagster_run.asset_selection if context.dagster_run else None
         wanted = set(self.prewarm_for)
         if wanted and (selection is None or wanted & {key.to_user_string() for key in selection}):
@@ -141,7 +162,7 @@ class SparkResource(LazyPySparkResource):
             pool.shutdown(wait=False)
 
     def _start_warm(self) -> None:
-        from crypto_assets.transforms.silver import warm_up
+        from crypto_assets.warm_up import warm_up
 
         self._start()
         if self._wanted.is_set():  # a step is already waiting: its own query warms the JVM up
@@ -177,10 +198,14 @@ class SparkResource(LazyPySparkResource):
             "Spark session started (%s) in %.1f s%s",
             self.remote or self.master,
             time.monotonic() - started,
-            "" if self.remote else ", " + self._archive_note(),
+            "" if self.remote else ", " + self._jvm_note(),
         )
 
-    def _archive_note(self) -> str:
+    def _jvm_note(self) -> str:
+        jit = f"a run of {self._run_hours} h: the JVM's quick compiler only, " if self._quick_jit() else ""
+        return jit + self._classes_note()
+
+    def _classes_note(self) -> str:
         if self._archive():
             return "Spark's classes mapped from their archive"
         if not self.class_archive:

@@ -91,7 +91,7 @@ def java_options(archive: Path) -> str:
 def _exercise(options: str) -> None:
     """Start a session as a run does, with ``options`` for its JVM, and run Silver's plan once."""
     from crypto_assets.resources.spark import SparkResource
-    from crypto_assets.transforms.silver import warm_up
+    from crypto_assets.warm_up import warm_up
 
     resource = SparkResource(master="local[1]", class_archive=False, java_options=options)
     warm_up(resource.spark_session)

@@ -1,9 +1,9 @@
-"""Silver → Gold: hourly market aggregates (pure PySpark, no I/O).
+"""Silver → Gold: hourly market aggregates (Spark SQL, no I/O).
 
 Each function returns exactly the columns of its GOLD table in tables.py, one row per key.
 The windowed tables take Silver from ``start - lookback`` to ``end`` and emit only hours in
 [start, end), so a window's first hours see the same history as a full recompute would.
-Coin windows are ``rangeBetween`` frames on the epoch seconds of ``ingest_hour``: a missing
+Coin windows are ``RANGE`` frames on the epoch seconds of ``ingest_hour``: a missing
 hour shortens the window instead of shifting it. Silver is unique per coin × hour, which the
 exact-offset frames (the price 1/24/168 h earlier) rely on.
 """
@@ -12,9 +12,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from pyspark.sql import Column, DataFrame, Window
-from pyspark.sql import functions as F
-from pyspark.sql.window import WindowSpec
+from pyspark.sql import DataFrame
 
 from crypto_assets.tables import (
     GOLD_DISTRIBUTION,
@@ -30,104 +28,113 @@ TRENDS_LOOKBACK_HOURS = 168  # 7 d moving average + the price exactly 7 d earlie
 
 _HOUR = 3600
 _DAY = 24  # hours
-_EPOCH = "_epoch"
-_HOUR_KEY = ("ingest_hour", "ingest_date")
+_BY_COIN = "PARTITION BY coin_id ORDER BY unix_seconds(ingest_hour)"
 
 
-def _by_coin() -> WindowSpec:
-    """Each coin's rows in hour order (built per call: a Window needs an active session)."""
-    return Window.partitionBy("coin_id").orderBy(_EPOCH)
+def _trailing(hours: int) -> str:
+    """SQL window: the coin's rows from ``hours`` hours before the current hour up to and including it."""
+    return f"({_BY_COIN} RANGE BETWEEN {hours * _HOUR} PRECEDING AND CURRENT ROW)"
 
 
-def _trailing(hours: int) -> WindowSpec:
-    """The coin's rows from ``hours`` hours before the current hour up to and including it."""
-    return _by_coin().rangeBetween(-hours * _HOUR, 0)
+def _hours_ago(column: str, hours: int) -> str:
+    """SQL: the coin's value exactly ``hours`` hours earlier, null when that hour is absent."""
+    offset = hours * _HOUR
+    return f"max({column}) OVER ({_BY_COIN} RANGE BETWEEN {offset} PRECEDING AND {offset} PRECEDING)"
 
 
-def _hours_ago(column: str, hours: int) -> Column:
-    """The coin's value exactly ``hours`` hours earlier, null when that hour is absent."""
-    return F.max(column).over(_by_coin().rangeBetween(-hours * _HOUR, -hours * _HOUR))
-
-
-def _stable_sum(column: Column | str) -> Column:
-    """Sum of the non-null values added in value order, null if there are none.
+def _stable_sum(column: str) -> str:
+    """SQL: sum of the non-null values added in value order, null if there are none.
 
     A plain ``sum`` of doubles depends on the order Spark merges partial sums, so re-running
     an hour could change the last bits; sorting first makes the result a function of the data.
     """
-    column = F.col(column) if isinstance(column, str) else column
-    values = F.array_sort(F.collect_list(column))
-    return F.when(F.count(column) > 0, F.aggregate(values, F.lit(0.0), lambda acc, x: acc + x))
+    return (
+        f"CASE WHEN count({column}) > 0 THEN aggregate(array_sort(collect_list({column})), 0D, (acc, x) -> acc + x) END"
+    )
 
 
-def _finish(df: DataFrame, table: LakeTable) -> DataFrame:
-    return df.select(*table.arrow_schema.names)
+def _double(value: float) -> str:
+    """SQL: exactly this double (a decimal literal would be compared as a decimal)."""
+    return f"CAST('{float(value)!r}' AS DOUBLE)"
 
 
-def _in_window(df: DataFrame, start: datetime, end: datetime) -> DataFrame:
-    return df.where((F.col("ingest_hour") >= F.lit(start)) & (F.col("ingest_hour") < F.lit(end)))
+def _query(
+    table: LakeTable, source: str, silver: DataFrame, computed: dict[str, str] | None = None, **args
+) -> DataFrame:
+    """``SELECT`` the columns of ``table`` in its order (those in ``computed`` as their SQL) from
+    ``source``, a query over ``{silver}``; ``args`` fill its ``:name`` markers. One statement, so
+    Spark is asked once per table, not once per column expression."""
+    computed = computed or {}
+    columns = ", ".join(
+        f"{computed[name]} AS {name}" if name in computed else name for name in table.arrow_schema.names
+    )
+    return silver.sparkSession.sql(f"SELECT {columns} FROM ({source})", args=args or None, silver=silver)
+
+
+_IN_WINDOW = "WHERE ingest_hour >= :start AND ingest_hour < :end"
 
 
 def market_overview(silver: DataFrame) -> DataFrame:
     """One row per hour: totals, BTC/ETH dominance (% of the total cap) and market breadth."""
-    change = F.col("price_change_percentage_24h")
-    hourly = silver.groupBy(*_HOUR_KEY).agg(
-        # Normally one currency; several are listed ("eur,usd") so a check can catch the mix.
-        F.array_join(F.array_sort(F.collect_set("vs_currency")), ",").alias("vs_currency"),
-        F.count("coin_id").alias("coins_tracked"),
-        _stable_sum("market_cap").alias("total_market_cap"),
-        _stable_sum("total_volume").alias("total_volume"),
-        F.max(F.when(F.col("coin_id") == "bitcoin", F.col("market_cap"))).alias("_btc_cap"),
-        F.max(F.when(F.col("coin_id") == "ethereum", F.col("market_cap"))).alias("_eth_cap"),
-        F.count(F.when(change > 0, 1)).alias("advancers"),
-        F.count(F.when(change < 0, 1)).alias("decliners"),
-        F.count(F.when(F.col("is_high_volume"), 1)).alias("high_volume_coins"),
-        F.count(F.when(F.col("is_stale"), 1)).alias("stale_coins"),
-    )
-    return _finish(
-        hourly.select(
-            "*",
-            (F.try_divide("_btc_cap", "total_market_cap") * 100).alias("btc_dominance_pct"),
-            (F.try_divide("_eth_cap", "total_market_cap") * 100).alias("eth_dominance_pct"),
-            (F.col("coins_tracked") - F.col("advancers") - F.col("decliners")).alias("unchanged"),
-        ),
+    hourly = f"""
+        SELECT ingest_hour, ingest_date,
+            -- Normally one currency; several are listed ("eur,usd") so a check can catch the mix.
+            array_join(array_sort(collect_set(vs_currency)), ',') AS vs_currency,
+            count(coin_id) AS coins_tracked,
+            {_stable_sum("market_cap")} AS total_market_cap,
+            {_stable_sum("total_volume")} AS total_volume,
+            max(CASE WHEN coin_id = 'bitcoin' THEN market_cap END) AS _btc_cap,
+            max(CASE WHEN coin_id = 'ethereum' THEN market_cap END) AS _eth_cap,
+            count(CASE WHEN price_change_percentage_24h > 0 THEN 1 END) AS advancers,
+            count(CASE WHEN price_change_percentage_24h < 0 THEN 1 END) AS decliners,
+            count(CASE WHEN is_high_volume THEN 1 END) AS high_volume_coins,
+            count(CASE WHEN is_stale THEN 1 END) AS stale_coins
+        FROM {{silver}} GROUP BY ingest_hour, ingest_date"""
+    return _query(
         GOLD_OVERVIEW,
+        hourly,
+        silver,
+        {
+            "btc_dominance_pct": "try_divide(_btc_cap, total_market_cap) * 100",
+            "eth_dominance_pct": "try_divide(_eth_cap, total_market_cap) * 100",
+            "unchanged": "coins_tracked - advancers - decliners",
+        },
     )
 
 
 def market_distribution(silver: DataFrame) -> DataFrame:
     """One row per hour and market-cap tier that has coins, with its share of the hour."""
-    cap = F.col("market_cap")
-    tier_order = F.when(cap.isNull(), F.lit(len(MARKET_CAP_TIERS) + 1))
-    for order, (_, lower_bound) in enumerate(MARKET_CAP_TIERS, start=1):
-        tier_order = tier_order.when(cap >= lower_bound, F.lit(order))
-    names = F.array(*[F.lit(name) for name, _ in MARKET_CAP_TIERS], F.lit("unknown"))
-    tiers = (
-        silver.withColumn("tier_order", tier_order.cast("int"))
-        .withColumn("market_cap_tier", F.element_at(names, F.col("tier_order")))
-        .groupBy(*_HOUR_KEY, "market_cap_tier", "tier_order")
-        .agg(
-            F.count("coin_id").alias("coin_count"),
-            _stable_sum("market_cap").alias("total_market_cap"),
-            _stable_sum("total_volume").alias("total_volume"),
-        )
+    tier_order = " ".join(
+        f"WHEN market_cap >= {_double(lower_bound)} THEN {order}"
+        for order, (_, lower_bound) in enumerate(MARKET_CAP_TIERS, start=1)
     )
-    hour_totals = silver.groupBy("ingest_hour").agg(
-        _stable_sum("market_cap").alias("_hour_cap"),
-        _stable_sum("total_volume").alias("_hour_volume"),
-    )
+    names = ", ".join(f"'{name}'" for name, _ in (*MARKET_CAP_TIERS, ("unknown", None)))
+    tiers = f"""
+        SELECT ingest_hour, ingest_date, market_cap_tier, tier_order,
+            count(coin_id) AS coin_count,
+            {_stable_sum("market_cap")} AS total_market_cap,
+            {_stable_sum("total_volume")} AS total_volume
+        FROM (
+            SELECT *, element_at(array({names}), tier_order) AS market_cap_tier
+            FROM (SELECT *, CAST(CASE WHEN market_cap IS NULL THEN {len(MARKET_CAP_TIERS) + 1} {tier_order} END AS INT)
+                            AS tier_order FROM {{silver}}))
+        GROUP BY ingest_hour, ingest_date, market_cap_tier, tier_order"""
+    hour_totals = f"""
+        SELECT ingest_hour, {_stable_sum("market_cap")} AS _hour_cap, {_stable_sum("total_volume")} AS _hour_volume
+        FROM {{silver}} GROUP BY ingest_hour"""
 
-    def share(part: str, total: str) -> Column:
+    def share(part: str, total: str) -> str:
         """0 when the hour's total is 0 or unknown, so shares stay within 0..1."""
-        return F.coalesce(F.try_divide(F.coalesce(F.col(part), F.lit(0.0)), total), F.lit(0.0))
+        return f"coalesce(try_divide(coalesce({part}, 0D), {total}), 0D)"
 
-    return _finish(
-        tiers.join(hour_totals, "ingest_hour").select(
-            "*",
-            share("total_market_cap", "_hour_cap").alias("market_cap_share"),
-            share("total_volume", "_hour_volume").alias("volume_share"),
-        ),
+    return _query(
         GOLD_DISTRIBUTION,
+        f"SELECT * FROM ({tiers}) JOIN ({hour_totals}) USING (ingest_hour)",
+        silver,
+        {
+            "market_cap_share": share("total_market_cap", "_hour_cap"),
+            "volume_share": share("total_volume", "_hour_volume"),
+        },
     )
 
 
@@ -137,27 +144,27 @@ def price_volatility(silver_with_lookback: DataFrame, start: datetime, end: date
     A log return needs both of its hours inside the window, so returns ending in
     [H-22h, H] are used, and only between hours exactly 1 h apart (a gap yields none).
     """
-    epoch = F.unix_seconds("ingest_hour")
-    price = F.col("current_price")
-    coins = silver_with_lookback.withColumn(_EPOCH, epoch)
-    coins = coins.withColumn(
-        "_log_return",
-        F.when(
-            F.col(_EPOCH) - F.lag(_EPOCH).over(_by_coin()) == _HOUR,
-            F.ln(F.try_divide(price, F.lag(price).over(_by_coin()))),
-        ),
-    )
+    returns = f"""
+        SELECT *, CASE WHEN unix_seconds(ingest_hour) - lag(unix_seconds(ingest_hour)) OVER ({_BY_COIN}) = {_HOUR}
+                       THEN ln(try_divide(current_price, lag(current_price) OVER ({_BY_COIN}))) END AS _log_return
+        FROM {{silver}}"""
     window = _trailing(VOLATILITY_LOOKBACK_HOURS)
-    stats = coins.select(
-        "*",
-        F.count(price).over(window).alias("observations"),
-        F.avg(price).over(window).alias("avg_price"),
-        F.min(price).over(window).alias("min_price"),
-        F.max(price).over(window).alias("max_price"),
-        F.stddev_samp("_log_return").over(_trailing(VOLATILITY_LOOKBACK_HOURS - 1)).alias("stddev_log_return"),
+    stats = f"""
+        SELECT *,
+            count(current_price) OVER {window} AS observations,
+            avg(current_price) OVER {window} AS avg_price,
+            min(current_price) OVER {window} AS min_price,
+            max(current_price) OVER {window} AS max_price,
+            stddev_samp(_log_return) OVER {_trailing(VOLATILITY_LOOKBACK_HOURS - 1)} AS stddev_log_return
+        FROM ({returns})"""
+    return _query(
+        GOLD_VOLATILITY,
+        f"SELECT * FROM ({stats}) {_IN_WINDOW}",
+        silver_with_lookback,
+        {"price_range_pct": "try_divide(max_price - min_price, min_price) * 100"},
+        start=start,
+        end=end,
     )
-    range_pct = F.try_divide(F.col("max_price") - F.col("min_price"), "min_price") * 100
-    return _finish(_in_window(stats, start, end).withColumn("price_range_pct", range_pct), GOLD_VOLATILITY)
 
 
 def market_trends(silver_with_lookback: DataFrame, start: datetime, end: datetime) -> DataFrame:
@@ -166,28 +173,30 @@ def market_trends(silver_with_lookback: DataFrame, start: datetime, end: datetim
     The trend is 'up' when price > ma_24h > ma_7d, 'down' when price < ma_24h < ma_7d,
     'sideways' otherwise, and null with fewer than 24 Silver hours in the 7 d window.
     """
-    price = F.col("current_price")
-    coins = silver_with_lookback.withColumn(_EPOCH, F.unix_seconds("ingest_hour"))
     week = _trailing(TRENDS_LOOKBACK_HOURS - 1)
 
-    def return_pct(hours: int) -> Column:
-        return (F.try_divide(price, _hours_ago("current_price", hours)) - 1) * 100
+    def return_pct(hours: int) -> str:
+        return f"(try_divide(current_price, {_hours_ago('current_price', hours)}) - 1) * 100"
 
-    stats = coins.select(
-        "*",
-        F.avg(price).over(_trailing(_DAY - 1)).alias("ma_24h"),
-        F.avg(price).over(week).alias("ma_7d"),
-        F.count(price).over(week).alias("_observations_7d"),
-        return_pct(1).alias("return_1h_pct"),
-        return_pct(_DAY).alias("return_24h_pct"),
-        return_pct(TRENDS_LOOKBACK_HOURS).alias("return_7d_pct"),
-        (_hours_ago("market_cap_rank", _DAY) - F.col("market_cap_rank")).cast("int").alias("rank_change_24h"),
+    stats = f"""
+        SELECT *,
+            avg(current_price) OVER {_trailing(_DAY - 1)} AS ma_24h,
+            avg(current_price) OVER {week} AS ma_7d,
+            count(current_price) OVER {week} AS _observations_7d,
+            {return_pct(1)} AS return_1h_pct,
+            {return_pct(_DAY)} AS return_24h_pct,
+            {return_pct(TRENDS_LOOKBACK_HOURS)} AS return_7d_pct,
+            CAST({_hours_ago("market_cap_rank", _DAY)} - market_cap_rank AS INT) AS rank_change_24h
+        FROM {{silver}}"""
+    trend = f"""CASE WHEN _observations_7d < {_DAY} THEN CAST(NULL AS STRING)
+        WHEN current_price > ma_24h AND ma_24h > ma_7d THEN 'up'
+        WHEN current_price < ma_24h AND ma_24h < ma_7d THEN 'down'
+        ELSE 'sideways' END"""
+    return _query(
+        GOLD_TRENDS,
+        f"SELECT * FROM ({stats}) {_IN_WINDOW}",
+        silver_with_lookback,
+        {"trend": trend},
+        start=start,
+        end=end,
     )
-    ma_24h, ma_7d = F.col("ma_24h"), F.col("ma_7d")
-    trend = (
-        F.when(F.col("_observations_7d") < _DAY, F.lit(None).cast("string"))
-        .when((price > ma_24h) & (ma_24h > ma_7d), F.lit("up"))
-        .when((price < ma_24h) & (ma_24h < ma_7d), F.lit("down"))
-        .otherwise(F.lit("sideways"))
-    )
-    return _finish(_in_window(stats, start, end).withColumn("trend", trend), GOLD_TRENDS)
