@@ -1,9 +1,9 @@
 """Spark start benchmark: what a run waits for before its first Spark step can work.
 
 `python -m benchmarks.spark_start [--repeat 5]` starts a local session in a fresh process, as every
-run does, and runs Silver's plan once over one record (``warm_up``: the first query's class loading
-and code generation), alternately without and with the archive of Spark's classes
-(``crypto_assets/resources/spark_classes.py``), and prints the medians:
+run does, and runs a run's first queries once (``warm_up``: Silver and Gold over one record in a
+throwaway lake; their class loading and code generation), alternately without and with the
+archive of Spark's classes (``crypto_assets/resources/spark_classes.py``), and prints the medians:
 
 * without (the reference, measured in the same run): the JVM loads and verifies Spark's classes;
 * with: it maps them from the archive `make setup` made.

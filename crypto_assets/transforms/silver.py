@@ -1,4 +1,4 @@
-"""Bronze → Silver: type, validate and flag CoinGecko ``/coins/markets`` records (pure PySpark).
+"""Bronze → Silver: type, validate and flag CoinGecko ``/coins/markets`` records (Spark SQL).
 
 Every Bronze row has exactly one fate: the typed Silver table, the quarantine (with the first
 rule that rejected it), or superseded by a record of the same coin and hour from a capture of
