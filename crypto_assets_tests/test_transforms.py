@@ -225,6 +225,19 @@ def test_every_quarantine_reason_first_rule_wins(spark):
     assert kept == {("ethereum", HOUR0): (1, 17), ("dogecoin", HOUR0): (2, 1), ("ethereum", HOUR0 + H): (1, 0)}
 
 
+def test_infinite_numbers_are_not_numeric_and_huge_finite_ones_are(spark):
+    records = [
+        {**record("bitcoin"), "id": "a", "current_price": "Infinity"},
+        {**record("bitcoin"), "id": "b", "market_cap": "-inf"},
+        {**record("bitcoin"), "id": "c", "ath": "1e400"},  # beyond a double: infinite once parsed
+        {**record("bitcoin"), "id": "d", "market_cap": "1.7e308"},
+    ]
+    silver, quarantine, _ = clean_markets(bronze(spark, records), SilverRules())
+    reasons = {row["coin_id"]: row["reason"] for row in collect(quarantine, QUARANTINE)}
+    assert reasons == {"a": "not_numeric:current_price", "b": "not_numeric:market_cap", "c": "not_numeric:ath"}
+    assert [(row["coin_id"], row["market_cap"]) for row in collect(silver, SILVER)] == [("d", 1.7e308)]
+
+
 def test_one_record_per_coin_and_hour_by_precedence_and_the_rest_superseded(spark):
     btc, eth = record("bitcoin"), record("ethereum")
     history = {"id": "bitcoin", "symbol": "btc", "name": "Bitcoin", "current_price": 1.0, "market_cap": 2.0}

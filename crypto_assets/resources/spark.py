@@ -51,7 +51,7 @@ SMALL_HEAP_GC = ["-XX:+UseSerialGC"]
 NAMES_A_GC = re.compile(r"-XX:\+Use\w+GC\b")
 
 # The JVM's quick compiler (C1) alone. A fresh JVM spends seconds of a short run's two cores in its
-# optimising compiler (C2), which a run of seconds never earns back (one hour: 16.8 s tiered, 13.1 s
+# optimising compiler (C2), which a run of seconds never earns back (one hour: 16.8 s tiered, 13.4 s
 # with C1 alone), while a long backfill needs its code (744 hours: Gold 52 s tiered, 102 s without).
 QUICK_JIT = "-XX:TieredStopAtLevel=1"
 NAMES_A_JIT = re.compile(r"-XX:[+-]?(TieredStopAtLevel|TieredCompilation)\b")

@@ -22,6 +22,7 @@ from crypto_assets.tables import (
     MARKET_CAP_TIERS,
     LakeTable,
 )
+from crypto_assets.transforms.sql import double
 
 VOLATILITY_LOOKBACK_HOURS = 23  # the trailing 24 h window includes the hour itself
 TRENDS_LOOKBACK_HOURS = 168  # 7 d moving average + the price exactly 7 d earlier
@@ -51,11 +52,6 @@ def _stable_sum(column: str) -> str:
     return (
         f"CASE WHEN count({column}) > 0 THEN aggregate(array_sort(collect_list({column})), 0D, (acc, x) -> acc + x) END"
     )
-
-
-def _double(value: float) -> str:
-    """SQL: exactly this double (a decimal literal would be compared as a decimal)."""
-    return f"CAST('{float(value)!r}' AS DOUBLE)"
 
 
 def _query(
@@ -105,7 +101,7 @@ def market_overview(silver: DataFrame) -> DataFrame:
 def market_distribution(silver: DataFrame) -> DataFrame:
     """One row per hour and market-cap tier that has coins, with its share of the hour."""
     tier_order = " ".join(
-        f"WHEN market_cap >= {_double(lower_bound)} THEN {order}"
+        f"WHEN market_cap >= {double(lower_bound)} THEN {order}"
         for order, (_, lower_bound) in enumerate(MARKET_CAP_TIERS, start=1)
     )
     names = ", ".join(f"'{name}'" for name, _ in (*MARKET_CAP_TIERS, ("unknown", None)))

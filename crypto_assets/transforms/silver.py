@@ -29,6 +29,7 @@ from pyspark.sql import DataFrame
 
 from crypto_assets.captures import CAPTURE_STAMP
 from crypto_assets.tables import NUMERIC_FIELDS, QUARANTINE, SILVER, TIMESTAMP_FIELDS
+from crypto_assets.transforms.sql import double
 
 # Fields read from the record, in the order CoinGecko sends them (api-notes §2), so that
 # "the first non-numeric field" means the first one in the record.
@@ -78,7 +79,7 @@ class SilverRules:
 def _number(text: str) -> str:
     """SQL: the text as a finite double, else null (NaN/Infinity are not market data; Spark
     orders NaN above every number, so one comparison rejects both)."""
-    return f"CASE WHEN abs(try_cast({text} AS DOUBLE)) < CAST('Infinity' AS DOUBLE) THEN try_cast({text} AS DOUBLE) END"
+    return f"CASE WHEN abs(try_cast({text} AS DOUBLE)) < {double(float('inf'))} THEN try_cast({text} AS DOUBLE) END"
 
 
 def _first_of(cases: Iterable[tuple[str, str]]) -> str:
@@ -150,7 +151,7 @@ def clean_markets(bronze: DataFrame, rules: SilverRules) -> tuple[pa.Table, pa.T
             "roi_times",
             "roi_currency",
             "roi_percentage",
-            f"total_volume >= CAST('{float(rules.high_volume_threshold)!r}' AS DOUBLE) AS is_high_volume",
+            f"total_volume >= {double(rules.high_volume_threshold)} AS is_high_volume",
             f"unix_micros({captured}) - unix_micros(last_updated) > {int(rules.stale_after_seconds) * 1_000_000}"
             " AS is_stale",
             "source",
