@@ -89,7 +89,7 @@ def java_options(archive: Path) -> str:
 
 
 def _exercise(options: str) -> None:
-    """Start a session as a run does, with ``options`` for its JVM, and run Silver's plan once."""
+    """Start a session as a run does, with ``options`` for its JVM, and run a run's first queries once."""
     from crypto_assets.resources.spark import SparkResource
     from crypto_assets.warm_up import warm_up
 

@@ -114,16 +114,17 @@ def clean_markets(bronze: DataFrame, rules: SilverRules) -> tuple[pa.Table, pa.T
         *[f"try_cast(_r_{f} AS TIMESTAMP) AS {f}" for f in TIMESTAMP_FIELDS],
         "_roi.currency AS roi_currency",
     )
-    not_numeric = _first_of((f"{text} IS NOT NULL AND {f} IS NULL", f"not_numeric:{f}") for f, text in texts.items())
-    negative_supply = _first_of((f"{f} < 0", f"negative_supply:{f}") for f in _SUPPLY_FIELDS)
-    record_reason = (
-        f"CASE WHEN NOT _is_object THEN 'malformed_json'"
-        f" WHEN coin_id IS NULL OR trim(coin_id) = '' THEN 'missing_id'"
-        f" WHEN {not_numeric} IS NOT NULL THEN {not_numeric}"
-        f" WHEN coalesce(current_price <= 0, true) THEN 'non_positive_price'"
-        f" WHEN total_volume < 0 THEN 'negative_volume'"
-        f" WHEN {negative_supply} IS NOT NULL THEN {negative_supply}"
-        f" WHEN market_cap < 0 THEN 'negative_market_cap' END"
+    # The first rule a record breaks is its reason (one CASE: each rule's test written once).
+    record_reason = _first_of(
+        (
+            ("NOT _is_object", "malformed_json"),
+            ("coin_id IS NULL OR trim(coin_id) = ''", "missing_id"),
+            *((f"{text} IS NOT NULL AND {f} IS NULL", f"not_numeric:{f}") for f, text in texts.items()),
+            ("coalesce(current_price <= 0, true)", "non_positive_price"),
+            ("total_volume < 0", "negative_volume"),
+            *((f"{f} < 0", f"negative_supply:{f}") for f in _SUPPLY_FIELDS),
+            ("market_cap < 0", "negative_market_cap"),
+        )
     )
     # Among records that pass every other rule: the precedence of the module docstring.
     best_first = (
