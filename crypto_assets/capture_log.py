@@ -63,6 +63,7 @@ class Appended:
         self.missing_points: dict[str, list[str]] = {}  # coin -> its first hours without a point
         self.gap_hours = 0
         self.coins_without_history: list[str] = []
+        self._missing_per_coin: dict[str, int] = {}  # coins with a gap: hours missing so far
         self._listed_coins, self._listed_hours = listed_coins, listed_hours
 
     def add(self, capture: Capture, part: int, rows: pa.Table) -> None:
@@ -70,21 +71,24 @@ class Appended:
         if capture.source == SNAPSHOT:
             self.snapshot_texts += rows.column("record_json").to_pylist()
             return
-        coins = dict.fromkeys(e["coin"]["id"] for e in capture.files_of(part))  # a history part: coins' chunks
         present = rows.group_by("coin_id").aggregate([("ingest_hour", "list")])
         hours_of = dict(zip(present.column("coin_id").to_pylist(), present.column("ingest_hour_list").to_pylist()))
-        for coin in coins:
-            self.gap(coin, capture.hours, set(hours_of.get(coin, ())))
+        for entry in capture.files_of(part):  # a history part: coins' chunks
+            have = set(hours_of.get(entry["coin"]["id"], ()))
+            wanted = (capture.hours[i] for i in capture.chunk_hours(entry))
+            self.gap(entry["coin"]["id"], [hour for hour in wanted if hour not in have], len(capture.hours))
 
-    def gap(self, coin: str, hours: list[datetime], present: set[datetime]) -> None:
-        missing = [hour for hour in hours if hour not in present]
+    def gap(self, coin: str, missing: list[datetime], window_hours: int) -> None:
+        """Record ``missing``, hours (in order) of a window of ``window_hours`` the coin has no point in."""
         if not missing:
             return
         self.gap_hours += len(missing)
-        if len(missing) == len(hours):
+        self._missing_per_coin[coin] = self._missing_per_coin.get(coin, 0) + len(missing)
+        if self._missing_per_coin[coin] == window_hours:
             self.coins_without_history.append(coin)
-        if len(self.missing_points) < self._listed_coins:
-            self.missing_points[coin] = [hour_label(hour) for hour in missing[: self._listed_hours]]
+        if coin in self.missing_points or len(self.missing_points) < self._listed_coins:
+            listed = self.missing_points.setdefault(coin, [])
+            listed += [hour_label(hour) for hour in missing[: self._listed_hours - len(listed)]]
 
 
 def append_capture_parts(lakehouse: LakehouseResource, capture: Capture, run_id: str, appended: Appended) -> None:

@@ -2,9 +2,10 @@
 rows they make.
 
 A capture is landed body by body as the responses arrive (``CaptureLanding``) and appended to
-Bronze in parts of at most COINS_PER_PART coins' history and PART_BODY_BYTES of their responses,
-each read back from its landing files, so neither holds more than a part in memory, whatever the
-window's length.
+Bronze in parts, each read back from its landing files: a part holds one history chunk's range
+(at most 90 days) of at most COINS_PER_PART coins and PART_BODY_BYTES of their responses, so
+neither landing nor appending holds more than a part in memory, and no commit writes more than
+~91 daily partitions, whatever the window's length.
 
 A capture is Bronze's unit of history. Its rows are a pure function of its landing folder (the
 response bodies byte for byte, and the manifest saying what each one is), so a capture landed by
@@ -24,6 +25,7 @@ import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import cached_property
+from urllib.parse import parse_qs, urlsplit
 
 import numpy as np
 import pyarrow as pa
@@ -39,10 +41,12 @@ SNAPSHOT, HISTORY = "snapshot", "history"
 SNAPSHOT_ROOT = "coingecko/markets"
 HISTORY_ROOT = "coingecko/market_chart"
 MAX_NAME_CHARS = 120
-# A Bronze commit of a history capture holds at most this many coins, and its coins' responses
-# at most this many bytes (about 100 per point: some 50,000 rows, a slice's size), so the rows
-# built at once and what a crash in the middle of appending costs are the same for a day, a
-# month or a year of history (a year of one coin is ~2,400 points, a month 744).
+# A Bronze commit of a history capture holds one chunk range of at most this many coins, and
+# their responses at most this many bytes (about 100 per point: some 50,000 rows, a slice's
+# size), so the rows built at once and what a crash in the middle of appending costs are the
+# same for a day, a month or a year of history (a year of one coin is ~2,400 points, a month
+# 744). A part is one chunk range because delta-rs holds a Parquet writer open per daily
+# partition until its commit: a part spanning a year's 366 days peaked ~150 MB higher.
 COINS_PER_PART = 100
 PART_BODY_BYTES = 5 * 2**20
 HOUR_MS = 3_600_000
@@ -99,7 +103,8 @@ def history_prefix(hours: list[datetime]) -> str:
 def _file_entry(name: str, page: ApiPage, kind: str, part: int, coin: dict | None = None) -> dict:
     entry = {
         "name": name, "kind": kind, "page": page.page, "request": page.request, "status": page.status,
-        "fetched_at": iso_utc(page.fetched_at), "sha256": page.payload_sha256, "part": part,
+        "fetched_at": iso_utc(page.fetched_at), "sha256": page.payload_sha256, "bytes": len(page.body),
+        "part": part,
     }  # fmt: skip
     if coin is not None:
         entry["coin"] = {key: coin.get(key) for key in ("id", "symbol", "name")}
@@ -123,6 +128,14 @@ class Capture:
         not per chunk: a year of a thousand coins is 5,000 chunks of 8,784 hours)."""
         return np.array([int(hour.timestamp() * 1000) for hour in self.hours], dtype=np.int64)
 
+    def chunk_hours(self, entry: dict) -> np.ndarray:
+        """Positions in ``hours`` of the hours a history chunk answers for: those in [from, to)
+        of its request. Consecutive chunks' ranges meet at their ends and CoinGecko includes
+        both, so a point at the meeting hour belongs to the later chunk, whichever part holds it."""
+        query = parse_qs(urlsplit(entry["request"]).query)
+        start_ms, end_ms = (int(query[name][0]) * 1000 for name in ("from", "to"))
+        return np.flatnonzero((self.hour_ms >= start_ms) & (self.hour_ms < end_ms))
+
     @property
     def source(self) -> str:
         return self.manifest["source"]
@@ -143,10 +156,7 @@ class Capture:
         if self.source == SNAPSHOT:
             tables = [_snapshot_rows(self, entry, landing.read(self.capture_id, entry["name"])) for entry in entries]
         else:
-            taken: dict[str, np.ndarray] = {}  # coin -> hours (unix ms) its earlier chunks gave
-            tables = [
-                _history_rows(self, entry, landing.read(self.capture_id, entry["name"]), taken) for entry in entries
-            ]
+            tables = [_history_rows(self, entry, landing.read(self.capture_id, entry["name"])) for entry in entries]
         tables = [table for table in tables if table is not None]
         return pa.concat_tables(tables) if tables else _BRONZE_PHYSICAL.empty_table()
 
@@ -168,7 +178,6 @@ class CaptureLanding:
         self.landing, self.capture_id = landing, capture_id
         self.coins_per_part, self.part_body_bytes = coins_per_part, part_body_bytes
         self.files: list[dict] = []
-        self._part, self._part_coins, self._part_bytes = 1, 0, 0  # the part being filled
         self.manifest = {
             "source": source,
             "run_id": run_id,
@@ -182,22 +191,26 @@ class CaptureLanding:
         self.files.append(_file_entry(name, page, kind, part, coin))
 
     def add_coin(self, coin: dict, pages: list[ApiPage]) -> None:
-        """A coin's history chunks, in the current part, or a new one once this coin would take
-        the current part past ``coins_per_part`` coins or ``part_body_bytes`` bytes."""
-        size = sum(len(page.body) for page in pages)
-        if self._part_coins and (
-            self._part_coins >= self.coins_per_part or self._part_bytes + size > self.part_body_bytes
-        ):
-            self._part, self._part_coins, self._part_bytes = self._part + 1, 0, 0
-        self._part_coins, self._part_bytes = self._part_coins + 1, self._part_bytes + size
+        """A coin's history chunks (their parts are cut when the capture is finished)."""
         folder = _file_folder(coin["id"])
         for page in pages:
-            self.add(f"coins/{folder}/chunk-{page.page:04d}.json", page, "history", self._part, coin)
+            self.add(f"coins/{folder}/chunk-{page.page:04d}.json", page, "history", coin=coin)
+
+    def _cut_into_parts(self) -> int:
+        """Number the history files' parts, chunk by chunk (every coin's chunk N covers the same
+        range), in landing order, a new part once one more file would pass ``coins_per_part``
+        coins or ``part_body_bytes`` bytes. Returns the number of parts."""
+        part, coins, size, chunk = 0, 0, 0, None
+        for entry in sorted((e for e in self.files if e["kind"] == "history"), key=lambda e: e["page"]):
+            full = coins >= self.coins_per_part or size + entry["bytes"] > self.part_body_bytes
+            if entry["page"] != chunk or (coins and full):
+                part, coins, size, chunk = part + 1, 0, 0, entry["page"]
+            entry["part"], coins, size = part, coins + 1, size + entry["bytes"]
+        return max(part, 1)
 
     def finish(self) -> Capture:
         """Write the manifest: from now on the capture exists."""
-        parts = max((entry["part"] for entry in self.files), default=1)
-        manifest = {**self.manifest, "parts": parts}
+        manifest = {**self.manifest, "parts": self._cut_into_parts()}
         self.landing.put_manifest(self.capture_id, manifest)
         return Capture(self.capture_id, manifest)
 
@@ -290,25 +303,22 @@ def _value_at(series: tuple[np.ndarray, np.ndarray], ms: np.ndarray) -> pa.Array
     return pc.cast(pa.array(values[at], mask=stamps[at] != ms), pa.string())
 
 
-def _history_rows(capture: Capture, entry: dict, body: bytes, taken: dict[str, np.ndarray]) -> pa.Table | None:
-    """One reconstructed record per wanted hour of a coin's chunk that has a price point.
+def _history_rows(capture: Capture, entry: dict, body: bytes) -> pa.Table | None:
+    """One reconstructed record per hour a coin's chunk answers for (``chunk_hours``) that
+    has a price point.
 
     Of several points in one hour (CoinGecko returns 5-minutely data for the last day) the
-    first is taken: the one nearest the hourly schedule's capture time; an hour an earlier
-    chunk of the coin gave (ranges meet at their ends) is not taken again.
+    first is taken: the one nearest the hourly schedule's capture time.
     """
     parsed = json.loads(body)
     prices = np.asarray(parsed.get("prices") or [], dtype=np.float64).reshape(-1, 2)
     ms = prices[:, 0].astype(np.int64)
     hour_ms = ms - ms % HOUR_MS
     coin = entry["coin"]
-    wanted = capture.hour_ms
-    before = taken.get(coin["id"], np.empty(0, np.int64))
     _, first = np.unique(hour_ms, return_index=True)
-    keep = np.sort(first[np.isin(hour_ms[first], wanted) & ~np.isin(hour_ms[first], before)])
+    keep = np.sort(first[np.isin(hour_ms[first], capture.hour_ms[capture.chunk_hours(entry)])])
     if not len(keep):
         return None
-    taken[coin["id"]] = np.concatenate([before, hour_ms[keep]])
     ms, price = ms[keep], prices[keep, 1]
     head = json.dumps({"id": coin["id"], "symbol": coin["symbol"], "name": coin["name"]})[:-1]
     stamps = np.datetime_as_string(ms.astype("datetime64[ms]"), unit="ms")

@@ -7,6 +7,7 @@ import hashlib
 import json
 import logging
 from collections import Counter
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pyarrow as pa
@@ -17,7 +18,7 @@ from dagster import AssetCheckSeverity, DagsterInstance, EnvVar, materialize
 from crypto_assets.assets.bronze import bronze_coingecko_markets, duplicate_ids
 from crypto_assets.capture_log import Appended, append_capture_parts, unfinished_captures
 from crypto_assets.captures import history_landing
-from crypto_assets.partitions import HOUR, current_hour, hour_label, partition_key
+from crypto_assets.partitions import HOUR, current_hour, hour_label, hours_in, partition_key
 from crypto_assets.resources.coingecko import CoinGeckoResource
 from crypto_assets.resources.lakehouse import LakehouseResource, rows_per_hour
 from crypto_assets.simulator import Simulator
@@ -339,3 +340,40 @@ def test_a_long_history_capture_is_cut_into_parts_by_bytes_and_makes_the_same_ro
 
     assert rows(landed["cut"]) == rows(landed["whole"])
     assert len(rows(landed["cut"])) == len(coins) * len(hours)
+
+
+def test_a_history_capture_longer_than_a_chunk_is_cut_into_parts_by_chunk_range(lake, simulator):
+    """A part holds one chunk's range (at most 90 days: delta-rs keeps a Parquet writer per daily
+    partition open until its commit), and the point where two chunks' ranges meet (CoinGecko
+    answers both ends, so the daily point at the boundary's midnight comes twice) makes one row,
+    though the two chunks are in different parts. Gaps add up across parts."""
+    now = current_hour()
+    start = (now - timedelta(days=200)).replace(hour=0)
+    hours = hours_in(start, now)
+    client = CoinGeckoResource(base_url=simulator.base_url, calls_per_minute=60000).get_client()
+    coins = [{"id": c.id, "symbol": c.symbol, "name": c.name} for c in simulator.market.coins[:2]]
+    histories = {coin["id"]: client.market_chart_range(coin["id"], start, now) for coin in coins}
+    landing = history_landing(lake.landing, hours, "usd", "run-long")
+    for coin in coins:
+        landing.add_coin(coin, histories[coin["id"]].pages)
+    capture = landing.finish()
+    assert capture.parts == 3  # 90 + 90 + 20 days, both coins in each
+
+    appended = Appended()
+    append_capture_parts(lake, capture, "run-long", appended)
+    for part in range(1, capture.parts + 1):
+        part_hours = capture.part_rows(part, lake.landing).column("ingest_hour").to_pylist()
+        assert max(part_hours) - min(part_hours) < timedelta(days=90), part
+    rows = lake.read_window_arrow(BRONZE, start, now, columns=["coin_id", "ingest_hour"])
+    seen = list(zip(rows.column("coin_id").to_pylist(), rows.column("ingest_hour").to_pylist()))
+    assert len(seen) == len(set(seen)) == appended.records
+    expected = {
+        (coin, datetime.fromtimestamp(ms // 3_600_000 * 3600, timezone.utc))
+        for coin, history in histories.items()
+        for ms, _ in history.prices
+    }
+    assert set(seen) == expected
+    assert appended.gap_hours == len(coins) * len(hours) - len(expected) > 0
+    assert appended.coins_without_history == []
+    first_missing = [hour for hour in hours if (coins[0]["id"], hour) not in expected][:24]
+    assert appended.missing_points[coins[0]["id"]] == [hour_label(hour) for hour in first_missing]

@@ -321,7 +321,7 @@ def bronze_coingecko_markets(
     for capture in captures:
         append_capture_parts(lakehouse, capture, run_id, appended)
     for coin in not_found:
-        appended.gap(coin, history_hours, set())
+        appended.gap(coin, history_hours, len(history_hours))
     crashpoints.reached("bronze.committed")
 
     per_hour, duplicates, capture_ids = window_summary(lakehouse, start, end)
