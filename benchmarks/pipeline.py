@@ -11,8 +11,8 @@ scenario in a fresh lakehouse, and prints medians:
 
 Stage times come from Dagster's step stats; fetch is the HTTP part of Bronze. Peak memory is
 the largest sum of RSS over the run's process tree (Python and Spark's JVM), sampled from
-/proc every 100 ms (Linux); Python's own peak is also given per step (the samples taken between
-the step's start and end), which shows which step holds the memory.
+/proc every 100 ms (Linux); both it and Python's own peak are also given per step (the samples
+taken between the step's start and end), which shows which step, and which process, holds it.
 """
 
 from __future__ import annotations
@@ -136,11 +136,12 @@ def _run(
         for stage, keys in STAGES.items():
             figures[stage] = sum(steps[key].end_time - steps[key].start_time for key in keys)
             during = [
-                python
-                for at, _, python in samples
+                (tree, python)
+                for at, tree, python in samples
                 if any(steps[key].start_time <= at <= steps[key].end_time for key in keys)
             ]
-            figures[f"{stage} python_mb"] = max(during, default=0) / 2**20
+            figures[f"{stage} tree_mb"] = max((tree for tree, _ in during), default=0) / 2**20
+            figures[f"{stage} python_mb"] = max((python for _, python in during), default=0) / 2**20
         [record] = instance.fetch_materializations(BRONZE.asset_key, limit=1).records
         figures["fetch"] = record.asset_materialization.metadata["fetch_seconds"].value
     return figures
@@ -182,10 +183,13 @@ def tree_rss(pid: int) -> int:
 def report(name: str, runs: list[dict[str, float]]) -> dict[str, float]:
     medians = {key: statistics.median(run[key] for run in runs) for key in runs[0]}
     stages = "  ".join(f"{stage} {medians[stage]:6.1f}s" for stage in ("fetch", *STAGES))
-    python = "  ".join(f"{stage} {medians[f'{stage} python_mb']:4.0f}" for stage in STAGES)
+    peaks = "  ".join(
+        f"{stage} {medians[f'{stage} tree_mb']:4.0f} ({medians[f'{stage} python_mb']:3.0f})" for stage in STAGES
+    )
     print(
         f"{name:36s} wall {medians['wall']:6.1f}s  peak RSS {medians['peak_rss_mb']:6.0f} MB "
-        f"(Python {medians['peak_python_mb']:5.0f})  |  {stages}\n{'':36s} Python's peak per step, MB: {python}"
+        f"(Python {medians['peak_python_mb']:5.0f})  |  {stages}\n"
+        f"{'':36s} peak RSS per step, MB, the process tree (Python alone): {peaks}"
     )
     return medians
 
