@@ -100,11 +100,12 @@ def history_prefix(hours: list[datetime]) -> str:
     return f"{HISTORY_ROOT}/{_span_folder(hours)}"
 
 
-def _file_entry(name: str, page: ApiPage, kind: str, part: int, coin: dict | None = None) -> dict:
+def _file_entry(name: str, page: ApiPage, kind: str, coin: dict | None = None) -> dict:
+    """A manifest entry, in part 1 (history files are given their parts when the capture is finished)."""
     entry = {
         "name": name, "kind": kind, "page": page.page, "request": page.request, "status": page.status,
         "fetched_at": iso_utc(page.fetched_at), "sha256": page.payload_sha256, "bytes": len(page.body),
-        "part": part,
+        "part": 1,
     }  # fmt: skip
     if coin is not None:
         entry["coin"] = {key: coin.get(key) for key in ("id", "symbol", "name")}
@@ -186,9 +187,9 @@ class CaptureLanding:
             "files": self.files,
         }
 
-    def add(self, name: str, page: ApiPage, kind: str, part: int = 1, coin: dict | None = None) -> None:
+    def add(self, name: str, page: ApiPage, kind: str, coin: dict | None = None) -> None:
         self.landing.put(self.capture_id, name, page.body)
-        self.files.append(_file_entry(name, page, kind, part, coin))
+        self.files.append(_file_entry(name, page, kind, coin))
 
     def add_coin(self, coin: dict, pages: list[ApiPage]) -> None:
         """A coin's history chunks (their parts are cut when the capture is finished)."""
