@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import random
 from datetime import datetime, timedelta, timezone
 
 import duckdb
@@ -23,6 +24,7 @@ from crypto_assets.tables import (
     LakeTable,
 )
 from crypto_assets.transforms.gold import (
+    Frames,
     market_distribution,
     market_overview,
     market_trends,
@@ -470,6 +472,44 @@ def test_market_trends_by_hand(spark):
     week = at(got, "week", 168)
     assert week["return_7d_pct"] == pytest.approx(25.0)
     assert (week["return_1h_pct"], week["ma_7d"], week["trend"]) == (None, 50.0, None)
+
+
+def test_windows_of_an_hour_or_two_give_the_same_bits_as_a_long_window(spark):
+    """An hourly run's per-hour frames and a backfill's sliding frames (``Frames``) agree to the
+    last bit, hour by hour: prices of many magnitudes make any other order of addition show."""
+    rng = random.Random(7)
+    silver = silver_frame(
+        spark,
+        [
+            row
+            for coin in ("a", "b", "c")
+            for row in series(
+                coin,
+                {h: rng.uniform(1, 10) * 10.0 ** rng.randint(-6, 6) for h in range(200) if rng.random() > 0.1},
+                ranks={h: rng.randint(1, 50) for h in range(200) if rng.random() > 0.2},
+            )
+        ],
+    )
+    long_start, end = HOUR0 + 176 * H, HOUR0 + 200 * H
+    assert not Frames.for_window(long_start, end, 0).per_hour
+    windows = []  # [176, 200) as an hour, then two hours, and so on
+    for h in range(176, 200, 3):
+        windows += [(HOUR0 + h * H, HOUR0 + (h + 1) * H), (HOUR0 + (h + 1) * H, HOUR0 + (h + 3) * H)]
+    for transform, table in ((market_trends, GOLD_TRENDS), (price_volatility, GOLD_VOLATILITY)):
+        expected = {
+            (row["coin_id"], row["ingest_hour"]): repr(row)
+            for row in collect(transform(silver, long_start, end), table)
+        }
+        got = {}
+        for start, stop in windows:
+            assert Frames.for_window(start, stop, 0).per_hour
+            got.update(
+                {
+                    (row["coin_id"], row["ingest_hour"]): repr(row)
+                    for row in collect(transform(silver, start, stop), table)
+                }
+            )
+        assert len(expected) > 50 and got == expected
 
 
 def test_hourly_sums_do_not_depend_on_row_order(spark):

@@ -3,14 +3,15 @@
 Each function returns exactly the columns of its GOLD table in tables.py, one row per key.
 The windowed tables take Silver from ``start - lookback`` to ``end`` and emit only hours in
 [start, end), so a window's first hours see the same history as a full recompute would.
-Coin windows are ``RANGE`` frames on the epoch seconds of ``ingest_hour``: a missing
-hour shortens the window instead of shifting it. Silver is unique per coin × hour, which the
-exact-offset frames (the price 1/24/168 h earlier) rely on.
+Coin windows are time frames on ``ingest_hour``: a missing hour shortens the window instead of
+shifting it. Silver is unique per coin × hour, which the exact-offset frames (the price 1/24/168 h
+earlier) rely on. They are written one of two ways (``Frames``), which give the same bits.
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from pyspark.sql import DataFrame
 
@@ -27,20 +28,67 @@ from crypto_assets.transforms.sql import double
 VOLATILITY_LOOKBACK_HOURS = 23  # the trailing 24 h window includes the hour itself
 TRENDS_LOOKBACK_HOURS = 168  # 7 d moving average + the price exactly 7 d earlier
 
+# Windows of at most this many hours use per-hour frames (measured on a week of history at 1,000
+# coins, the quick compiler: trends 0.9 s against 2.8 s for one hour, even at four hours).
+PER_HOUR_FRAMES_MAX_HOURS = 2
+
 _HOUR = 3600
 _DAY = 24  # hours
 _BY_COIN = "PARTITION BY coin_id ORDER BY unix_seconds(ingest_hour)"
+_IN_WINDOW = "WHERE ingest_hour >= :start AND ingest_hour < :end"
+# A coin's rows paired with one output hour (_at), all of them in one frame, in time order.
+_BY_COIN_AND_HOUR = "(PARTITION BY coin_id, _at ORDER BY unix_seconds(ingest_hour) ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)"
 
 
-def _trailing(hours: int) -> str:
-    """SQL window: the coin's rows from ``hours`` hours before the current hour up to and including it."""
-    return f"({_BY_COIN} RANGE BETWEEN {hours * _HOUR} PRECEDING AND CURRENT ROW)"
+@dataclass(frozen=True)
+class Frames:
+    """A coin's trailing windows in SQL, over a query of Silver's columns (``{rows}``).
 
+    Sliding frames (any window): ``RANGE`` frames over the coin's rows. Spark recomputes such a
+    frame from scratch for every row, lookback rows included, whose results are then dropped: an
+    hourly run with a week of history adds up 168 prices for each of 169 hours to keep one.
 
-def _hours_ago(column: str, hours: int) -> str:
-    """SQL: the coin's value exactly ``hours`` hours earlier, null when that hour is absent."""
-    offset = hours * _HOUR
-    return f"max({column}) OVER ({_BY_COIN} RANGE BETWEEN {offset} PRECEDING AND {offset} PRECEDING)"
+    Per-hour frames (short windows): each output hour is paired with its coin's rows of the
+    lookback before it, and each pair group is aggregated once; a row outside a trailing window
+    enters it as null. An average adds 0 for a null and skips it in the count, and the rows are
+    added in the same time order, so the values are the same bits as the sliding frames'.
+    """
+
+    per_hour: bool
+    lookback_hours: int
+
+    @classmethod
+    def for_window(cls, start: datetime, end: datetime, lookback_hours: int) -> Frames:
+        return cls(end - start <= timedelta(hours=PER_HOUR_FRAMES_MAX_HOURS), lookback_hours)
+
+    def rows(self, source: str) -> str:
+        """SQL: ``source``'s rows, each paired with the output hours it is lookback for (per-hour)."""
+        if not self.per_hour:
+            return source
+        hours = "SELECT explode(sequence(:start, :end - INTERVAL 1 HOUR, INTERVAL 1 HOUR)) AS _at"
+        return f"""SELECT rows.*, hours._at FROM ({source}) rows JOIN ({hours}) hours
+            ON rows.ingest_hour BETWEEN hours._at - INTERVAL {self.lookback_hours} HOURS AND hours._at"""
+
+    @property
+    def output(self) -> str:
+        """SQL ``WHERE``: the rows of the output hours."""
+        return "WHERE ingest_hour = _at" if self.per_hour else _IN_WINDOW
+
+    def trailing(self, aggregate: str, column: str, hours: int) -> str:
+        """SQL: ``aggregate(column)`` over the coin's rows from ``hours`` hours before the row's hour
+        up to and including it."""
+        if self.per_hour:
+            return f"{aggregate}(CASE WHEN ingest_hour >= _at - INTERVAL {hours} HOURS THEN {column} END) OVER {_BY_COIN_AND_HOUR}"
+        return f"{aggregate}({column}) OVER ({_BY_COIN} RANGE BETWEEN {hours * _HOUR} PRECEDING AND CURRENT ROW)"
+
+    def hours_ago(self, column: str, hours: int) -> str:
+        """SQL: the coin's value exactly ``hours`` hours earlier, null when that hour is absent."""
+        if self.per_hour:
+            return (
+                f"max(CASE WHEN ingest_hour = _at - INTERVAL {hours} HOURS THEN {column} END) OVER {_BY_COIN_AND_HOUR}"
+            )
+        offset = hours * _HOUR
+        return f"max({column}) OVER ({_BY_COIN} RANGE BETWEEN {offset} PRECEDING AND {offset} PRECEDING)"
 
 
 def _stable_sum(column: str) -> str:
@@ -65,9 +113,6 @@ def _query(
         f"{computed[name]} AS {name}" if name in computed else name for name in table.arrow_schema.names
     )
     return silver.sparkSession.sql(f"SELECT {columns} FROM ({source})", args=args or None, silver=silver)
-
-
-_IN_WINDOW = "WHERE ingest_hour >= :start AND ingest_hour < :end"
 
 
 def market_overview(silver: DataFrame) -> DataFrame:
@@ -144,18 +189,19 @@ def price_volatility(silver_with_lookback: DataFrame, start: datetime, end: date
         SELECT *, CASE WHEN unix_seconds(ingest_hour) - lag(unix_seconds(ingest_hour)) OVER ({_BY_COIN}) = {_HOUR}
                        THEN ln(try_divide(current_price, lag(current_price) OVER ({_BY_COIN}))) END AS _log_return
         FROM {{silver}}"""
-    window = _trailing(VOLATILITY_LOOKBACK_HOURS)
+    frames = Frames.for_window(start, end, VOLATILITY_LOOKBACK_HOURS)
+    day = VOLATILITY_LOOKBACK_HOURS
     stats = f"""
         SELECT *,
-            count(current_price) OVER {window} AS observations,
-            avg(current_price) OVER {window} AS avg_price,
-            min(current_price) OVER {window} AS min_price,
-            max(current_price) OVER {window} AS max_price,
-            stddev_samp(_log_return) OVER {_trailing(VOLATILITY_LOOKBACK_HOURS - 1)} AS stddev_log_return
-        FROM ({returns})"""
+            {frames.trailing("count", "current_price", day)} AS observations,
+            {frames.trailing("avg", "current_price", day)} AS avg_price,
+            {frames.trailing("min", "current_price", day)} AS min_price,
+            {frames.trailing("max", "current_price", day)} AS max_price,
+            {frames.trailing("stddev_samp", "_log_return", day - 1)} AS stddev_log_return
+        FROM ({frames.rows(returns)})"""
     return _query(
         GOLD_VOLATILITY,
-        f"SELECT * FROM ({stats}) {_IN_WINDOW}",
+        f"SELECT * FROM ({stats}) {frames.output}",
         silver_with_lookback,
         {"price_range_pct": "try_divide(max_price - min_price, min_price) * 100"},
         start=start,
@@ -169,28 +215,29 @@ def market_trends(silver_with_lookback: DataFrame, start: datetime, end: datetim
     The trend is 'up' when price > ma_24h > ma_7d, 'down' when price < ma_24h < ma_7d,
     'sideways' otherwise, and null with fewer than 24 Silver hours in the 7 d window.
     """
-    week = _trailing(TRENDS_LOOKBACK_HOURS - 1)
+    frames = Frames.for_window(start, end, TRENDS_LOOKBACK_HOURS)
+    week = TRENDS_LOOKBACK_HOURS - 1
 
     def return_pct(hours: int) -> str:
-        return f"(try_divide(current_price, {_hours_ago('current_price', hours)}) - 1) * 100"
+        return f"(try_divide(current_price, {frames.hours_ago('current_price', hours)}) - 1) * 100"
 
     stats = f"""
         SELECT *,
-            avg(current_price) OVER {_trailing(_DAY - 1)} AS ma_24h,
-            avg(current_price) OVER {week} AS ma_7d,
-            count(current_price) OVER {week} AS _observations_7d,
+            {frames.trailing("avg", "current_price", _DAY - 1)} AS ma_24h,
+            {frames.trailing("avg", "current_price", week)} AS ma_7d,
+            {frames.trailing("count", "current_price", week)} AS _observations_7d,
             {return_pct(1)} AS return_1h_pct,
             {return_pct(_DAY)} AS return_24h_pct,
             {return_pct(TRENDS_LOOKBACK_HOURS)} AS return_7d_pct,
-            CAST({_hours_ago("market_cap_rank", _DAY)} - market_cap_rank AS INT) AS rank_change_24h
-        FROM {{silver}}"""
+            CAST({frames.hours_ago("market_cap_rank", _DAY)} - market_cap_rank AS INT) AS rank_change_24h
+        FROM ({frames.rows("SELECT * FROM {silver}")})"""
     trend = f"""CASE WHEN _observations_7d < {_DAY} THEN CAST(NULL AS STRING)
         WHEN current_price > ma_24h AND ma_24h > ma_7d THEN 'up'
         WHEN current_price < ma_24h AND ma_24h < ma_7d THEN 'down'
         ELSE 'sideways' END"""
     return _query(
         GOLD_TRENDS,
-        f"SELECT * FROM ({stats}) {_IN_WINDOW}",
+        f"SELECT * FROM ({stats}) {frames.output}",
         silver_with_lookback,
         {"trend": trend},
         start=start,
