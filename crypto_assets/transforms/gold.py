@@ -28,8 +28,9 @@ from crypto_assets.transforms.sql import double
 VOLATILITY_LOOKBACK_HOURS = 23  # the trailing 24 h window includes the hour itself
 TRENDS_LOOKBACK_HOURS = 168  # 7 d moving average + the price exactly 7 d earlier
 
-# Windows of at most this many hours use per-hour frames (measured on a week of history at 1,000
-# coins, the quick compiler: trends 0.9 s against 2.8 s for one hour, even at four hours).
+# Windows of at most this many hours use per-hour frames: over a week of history at 1,000 coins
+# with the quick compiler, trends took 0.9 s against 2.9 s for one hour, and as long at four
+# hours (benchmarks/RESULTS.md).
 PER_HOUR_FRAMES_MAX_HOURS = 2
 
 _HOUR = 3600
@@ -37,12 +38,15 @@ _DAY = 24  # hours
 _BY_COIN = "PARTITION BY coin_id ORDER BY unix_seconds(ingest_hour)"
 _IN_WINDOW = "WHERE ingest_hour >= :start AND ingest_hour < :end"
 # A coin's rows paired with one output hour (_at), all of them in one frame, in time order.
-_BY_COIN_AND_HOUR = "(PARTITION BY coin_id, _at ORDER BY unix_seconds(ingest_hour) ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)"
+_BY_COIN_AND_HOUR = (
+    "(PARTITION BY coin_id, _at ORDER BY unix_seconds(ingest_hour)"
+    " ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING)"
+)
 
 
 @dataclass(frozen=True)
 class Frames:
-    """A coin's trailing windows in SQL, over a query of Silver's columns (``{rows}``).
+    """A coin's trailing windows as SQL, over the rows ``rows`` makes of a query of Silver.
 
     Sliding frames (any window): ``RANGE`` frames over the coin's rows. Spark recomputes such a
     frame from scratch for every row, lookback rows included, whose results are then dropped: an
