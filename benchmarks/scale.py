@@ -75,9 +75,7 @@ def sampled(command: list[str], env: dict[str, str]) -> tuple[float, int]:
 def floors(repeat: int) -> tuple[float, float]:
     spark = statistics.median(timed([sys.executable, "-c", SPARK_FLOOR]) for _ in range(repeat))
     with tempfile.TemporaryDirectory(prefix="crypto_noop_") as home:
-        noop = materialize_command(
-            "--partition", partition_key(current_hour()), select="noop", module="benchmarks.noop"
-        )
+        noop = materialize_command(*this_hour(), select="noop", module="benchmarks.noop")
         cli = statistics.median(timed(noop, {"DAGSTER_HOME": home}) for _ in range(repeat))
     print(f"{'floor: bare Spark start+stop':34s} {spark:6.1f}s")
     print(f"{'floor: no-op CLI materialize':34s} {cli:6.1f}s")
