@@ -475,8 +475,10 @@ def test_market_trends_by_hand(spark):
 
 
 def test_windows_of_an_hour_or_two_give_the_same_bits_as_a_long_window(spark):
-    """An hourly run's per-hour frames and a backfill's sliding frames (``Frames``) agree to the
-    last bit, hour by hour: prices of many magnitudes make any other order of addition show."""
+    """An hourly run's per-hour frames (one output hour: no join; two: joined with their hours)
+    and a backfill's sliding frames (``Frames``) agree to the last bit, hour by hour: prices of
+    many magnitudes make any other order of addition show, and each window is given all of Silver,
+    later hours included, so a frame reaching past its hour shows too."""
     rng = random.Random(7)
     silver = silver_frame(
         spark,

@@ -58,20 +58,26 @@ class Frames:
     added in the same time order, so the values are the same bits as the sliding frames'.
     """
 
-    per_hour: bool
+    output_hours: int
     lookback_hours: int
 
     @classmethod
     def for_window(cls, start: datetime, end: datetime, lookback_hours: int) -> Frames:
-        return cls(end - start <= timedelta(hours=PER_HOUR_FRAMES_MAX_HOURS), lookback_hours)
+        return cls((end - start) // timedelta(hours=1), lookback_hours)
+
+    @property
+    def per_hour(self) -> bool:
+        return self.output_hours <= PER_HOUR_FRAMES_MAX_HOURS
 
     def rows(self, source: str) -> str:
         """SQL: ``source``'s rows, each paired with the output hours it is lookback for (per-hour)."""
         if not self.per_hour:
             return source
+        reach = f"rows.ingest_hour BETWEEN _at - INTERVAL {self.lookback_hours} HOURS AND _at"
+        if self.output_hours == 1:  # the hourly run: no join to plan (trends over a week: 2.9 → 2.2 s cold)
+            return f"SELECT * FROM (SELECT rows.*, :start AS _at FROM ({source}) rows) rows WHERE {reach}"
         hours = "SELECT explode(sequence(:start, :end - INTERVAL 1 HOUR, INTERVAL 1 HOUR)) AS _at"
-        return f"""SELECT rows.*, hours._at FROM ({source}) rows JOIN ({hours}) hours
-            ON rows.ingest_hour BETWEEN hours._at - INTERVAL {self.lookback_hours} HOURS AND hours._at"""
+        return f"SELECT rows.*, hours._at FROM ({source}) rows JOIN ({hours}) hours ON {reach}"
 
     @property
     def output(self) -> str:
