@@ -44,6 +44,17 @@ if TYPE_CHECKING:
 log = get_dagster_logger("crypto_assets.lakehouse")
 
 STATS_PROPERTY = "delta.dataSkippingStatsColumns"
+# Every tenth commit also writes a checkpoint (Delta's own default; delta-rs's is 100), so opening
+# a table replays at most nine JSON commits: a year's backfill leaves Bronze 83 commits adding
+# 6,551 files, which took 73 ms to open against 23 ms checkpointed, and a step opens it a dozen times.
+CHECKPOINT_INTERVAL = 10
+
+
+def table_properties(table: LakeTable) -> dict[str, str]:
+    """The Delta properties every lakehouse table carries."""
+    return {STATS_PROPERTY: table.stats_columns, "delta.checkpointInterval": str(CHECKPOINT_INTERVAL)}
+
+
 # Hours of ``ingest_hour`` read at once to count a window's rows per hour.
 COUNT_HOURS = 168
 # How often a window write is re-planned after losing a race before the run gives up.
@@ -196,8 +207,8 @@ class LakehouseResource(ConfigurableResource):
         """The table's current snapshot, to plan a write on. A missing table is created empty
         first: two runs creating one table with their data would both succeed, each adding its
         rows (delta-rs checks no conflict against a table that did not exist), while writes on a
-        snapshot conflict as they should. Tables made before statistics covered the window
-        columns get the property first (files written later carry them)."""
+        snapshot conflict as they should. Tables made before a property of ``table_properties``
+        get it first (files written later carry the statistics; the next tenth commit checkpoints)."""
         uri = self.table_uri(table)
         delta = self.delta_table(table)
         if delta is None:
@@ -208,11 +219,13 @@ class LakehouseResource(ConfigurableResource):
                 schema=table.arrow_schema,
                 mode="ignore",  # another run's creation stands
                 partition_by=["ingest_date"],
-                configuration={STATS_PROPERTY: table.stats_columns},
+                configuration=table_properties(table),
             )
             delta = DeltaTable(uri)  # the table as created, by this run or the other
-        if delta.metadata().configuration.get(STATS_PROPERTY) != table.stats_columns:
-            delta.alter.set_table_properties({STATS_PROPERTY: table.stats_columns}, raise_if_not_exists=False)
+        properties = table_properties(table)
+        configuration = delta.metadata().configuration
+        if any(configuration.get(name) != value for name, value in properties.items()):
+            delta.alter.set_table_properties(properties, raise_if_not_exists=False)
             delta = DeltaTable(uri)
         return Pin(table, delta)
 
