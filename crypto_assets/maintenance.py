@@ -45,8 +45,13 @@ class UpkeepConfig(Config):
 
 
 def _files_on_disk(uri: str) -> int:
-    """Parquet files stored under the table, referenced or not (a folder or an object store)."""
-    return sum(1 for entry in obstore.list(lake_files.store(uri)).collect() if entry["path"].endswith(".parquet"))
+    """Data files stored under the table, referenced or not (a folder or an object store); the log's
+    checkpoints are Parquet too but not data."""
+    return sum(
+        1
+        for entry in obstore.list(lake_files.store(uri)).collect()
+        if entry["path"].endswith(".parquet") and not entry["path"].startswith("_delta_log/")
+    )
 
 
 def compact_closed_days(
