@@ -31,7 +31,7 @@ from crypto_assets.local_instance import ensure_local_instance
 from crypto_assets.partitions import HOUR, current_hour, partition_key
 from crypto_assets.settings import BY_NAME, SETTINGS
 from crypto_assets.tables import ALL_TABLES
-from services import free_port
+from services import free_port, running, spark_env, spark_home
 from support import REPO, postgres_database
 
 # dagster_graphql's client calls gql with arguments gql has deprecated: not ours to fix.
@@ -88,7 +88,8 @@ def service_env(service: dict) -> dict[str, str]:
 def test_compose_has_every_service_with_image_or_build(compose):
     services = compose["services"]
     expected = {"postgres", "warehouse", "user_code", "dagster-webserver", "dagster-daemon",
-                "simulator", "spark-master", "spark-worker", "sqlserver", "minio", "minio-bucket"}  # fmt: skip
+                "simulator", "spark-master", "spark-worker", "spark-connect", "sqlserver", "minio",
+                "minio-bucket"}  # fmt: skip
     assert expected <= set(services), expected - set(services)
     # one-shot jobs (waited for with service_completed_successfully) need no health check
     one_shot = {
@@ -105,7 +106,7 @@ def test_compose_has_every_service_with_image_or_build(compose):
     assert services["user_code"]["build"]["dockerfile"] == "Dockerfile"
     for name in ("dagster-webserver", "dagster-daemon"):
         assert services[name]["build"]["dockerfile"] == "docker/Dockerfile.dagster"
-    for name in ("simulator", "spark-master", "spark-worker"):
+    for name in ("simulator", "spark-master", "spark-worker", "spark-connect"):
         assert services[name]["image"] == services["user_code"]["image"], name
     assert services["postgres"]["image"].startswith("postgres:")
     assert services["warehouse"]["image"].startswith("postgres:")
@@ -117,7 +118,7 @@ def test_the_objectstore_profile_makes_the_bucket_and_every_lake_reader_gets_the
     assert services["minio"]["profiles"] == ["objectstore"] == services["minio-bucket"]["profiles"]
     assert "mc mb --ignore-existing" in " ".join(services["minio-bucket"]["entrypoint"])
     assert services["minio-bucket"]["depends_on"]["minio"]["condition"] == "service_healthy"
-    for reader in ("user_code", "spark-worker"):  # the runs and the executors read the lake's files
+    for reader in ("user_code", "spark-worker", "spark-connect"):  # runs, executors, Connect's driver read the lake
         environment = service_env(services[reader])
         assert {"AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AZURE_STORAGE_ACCOUNT_KEY"} <= set(
             environment
@@ -133,6 +134,7 @@ def test_compose_profiles_ports_volumes_and_commands(compose):
     assert services["simulator"]["profiles"] == ["simulator"]
     assert set(services["spark-master"]["profiles"]) == {"spark"} == set(services["spark-worker"]["profiles"])
     assert services["sqlserver"]["profiles"] == ["sqlserver"]
+    assert services["spark-connect"]["profiles"] == ["connect"]
     for name in ("postgres", "warehouse", "user_code", "dagster-webserver", "dagster-daemon"):
         assert "profiles" not in services[name], name
 
@@ -154,35 +156,81 @@ def test_compose_profiles_ports_volumes_and_commands(compose):
     volumes = compose["volumes"]
     assert {"lake", "dagster-postgres", "warehouse-postgres"} <= set(volumes)
     lake_mounts = {name: m for name, s in services.items() for m in s.get("volumes", []) if m.startswith("lake:")}
-    assert {"user_code", "spark-worker"} <= set(lake_mounts)
+    assert {"user_code", "spark-worker", "spark-connect"} <= set(lake_mounts)
     assert len(set(lake_mounts.values())) == 1
     lake_path = lake_mounts["user_code"].split(":")[1]
     assert env_example()["CRYPTO_LAKE_ROOT"] == lake_path
     assert any(m.startswith("dagster-postgres:") for m in services["postgres"]["volumes"])
 
 
+ABSENT = "no-such-host.invalid"
+
+
 @pytest.mark.parametrize(
     "env, expected",
     [
-        ({"SPARK_CLUSTER_HOST": "localhost"}, "spark://localhost:7077"),  # the profile's master resolves
-        ({"SPARK_CLUSTER_HOST": "no-such-host.invalid"}, ""),  # profile off: the settings' local[*]
-        ({"SPARK_CLUSTER_HOST": "localhost", "SPARK_MASTER": "yarn"}, "yarn"),  # set: kept
-        ({"SPARK_CLUSTER_HOST": "localhost", "SPARK_REMOTE": "sc://connect:15002"}, ""),  # Connect wins
+        ({"SPARK_CLUSTER_HOST": "localhost"}, "spark://localhost:7077 "),  # the spark profile's master resolves
+        ({"SPARK_CLUSTER_HOST": ABSENT}, " "),  # no profile on: the settings' local[*]
+        ({"SPARK_CLUSTER_HOST": "localhost", "SPARK_MASTER": "yarn"}, "yarn "),  # set: kept
+        ({"SPARK_CLUSTER_HOST": "localhost", "SPARK_REMOTE": "sc://connect:15002"}, " sc://connect:15002"),
+        ({"SPARK_CONNECT_HOST": "localhost"}, " sc://localhost:15002"),  # the connect profile's server resolves
+        ({"SPARK_CONNECT_HOST": "localhost", "SPARK_CLUSTER_HOST": "localhost"}, " sc://localhost:15002"),
+        ({"SPARK_CONNECT_HOST": "localhost", "SPARK_MASTER": "local[2]"}, "local[2] "),  # set: kept
     ],
 )
-def test_the_code_server_uses_the_spark_profiles_cluster_when_it_runs(compose, env, expected):
+def test_the_code_server_uses_the_spark_or_connect_profile_when_it_runs(compose, env, expected):
     user_code = compose["services"]["user_code"]
     script = user_code["entrypoint"][-1].replace("/opt/crypto_assets/", "")
-    assert user_code["environment"]["SPARK_MASTER"] == "${SPARK_MASTER:-}"  # empty unless the user sets it
+    for name in ("SPARK_MASTER", "SPARK_REMOTE"):  # empty unless the user sets them
+        assert user_code["environment"][name] == f"${{{name}:-}}"
     clean = {k: v for k, v in os.environ.items() if not k.startswith("SPARK_")}
     shown = subprocess.run(
-        ["sh", str(REPO / script), "sh", "-c", 'printf %s "$SPARK_MASTER"'],
-        env={**clean, **env},
+        ["sh", str(REPO / script), "sh", "-c", 'printf "%s %s" "$SPARK_MASTER" "$SPARK_REMOTE"'],
+        env={**clean, "SPARK_CONNECT_HOST": ABSENT, "SPARK_CLUSTER_HOST": ABSENT, **env},
         capture_output=True,
         text=True,
         check=True,
     )
     assert shown.stdout == expected
+
+
+CONNECT_CLIENT = """
+import sys
+from pyspark.sql import SparkSession
+spark = SparkSession.builder.remote(sys.argv[1]).getOrCreate()
+print(*spark.sql("SELECT current_timezone(), 6 * 7").collect()[0])
+spark.stop()
+"""
+
+
+def test_the_connect_profiles_server_command_serves_sessions_in_utc(compose, tmp_path):
+    """The compose file's Spark Connect command, with its defaults, run from the pyspark wheel here
+    (on a free port of 127.0.0.1 instead of 15002 on every interface), its JVM in another time zone."""
+    port = free_port()
+    command = [
+        re.sub(r"\$\{[A-Z_]+:-(.*)\}", r"\1", part).replace("port=15002", f"port={port}")
+        for part in compose["services"]["spark-connect"]["command"]
+    ]
+    assert f"spark.connect.grpc.binding.port={port}" in command
+    command[1:1] = ["--conf", "spark.connect.grpc.binding.address=127.0.0.1"]
+    command[0] = str(spark_home() / "bin" / command[0])
+    with running(
+        command,
+        port,
+        "Spark Connect server",
+        tmp_path / "connect.log",
+        spark_env({"TZ": "Pacific/Auckland"}),
+        timeout=120,
+    ):
+        # A client of its own: this process may hold a classic session already.
+        asked = subprocess.run(
+            [sys.executable, "-c", CONNECT_CLIENT, f"sc://127.0.0.1:{port}"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert asked.returncode == 0, asked.stderr[-2000:]
+    assert asked.stdout.split() == ["UTC", "42"]
 
 
 def test_compose_start_up_order(compose):
@@ -198,7 +246,7 @@ def test_compose_start_up_order(compose):
     for name in ("dagster-webserver", "dagster-daemon"):
         assert depends(name)["user_code"]["condition"] == "service_healthy", name
     # Profiled services are optional dependencies: the default `docker compose up` must not need them.
-    for optional in ("simulator", "spark-master"):
+    for optional in ("simulator", "spark-master", "spark-connect"):
         assert depends("user_code")[optional] == {"condition": "service_healthy", "required": False}
     assert depends("spark-worker")["spark-master"]["condition"] == "service_healthy"
 
