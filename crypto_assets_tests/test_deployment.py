@@ -169,29 +169,30 @@ ABSENT = "no-such-host.invalid"
 @pytest.mark.parametrize(
     "env, expected",
     [
-        ({"SPARK_CLUSTER_HOST": "localhost"}, "spark://localhost:7077 "),  # the spark profile's master resolves
-        ({"SPARK_CLUSTER_HOST": ABSENT}, " "),  # no profile on: the settings' local[*]
-        ({"SPARK_CLUSTER_HOST": "localhost", "SPARK_MASTER": "yarn"}, "yarn "),  # set: kept
-        ({"SPARK_CLUSTER_HOST": "localhost", "SPARK_REMOTE": "sc://connect:15002"}, " sc://connect:15002"),
-        ({"SPARK_CONNECT_HOST": "localhost"}, " sc://localhost:15002"),  # the connect profile's server resolves
-        ({"SPARK_CONNECT_HOST": "localhost", "SPARK_CLUSTER_HOST": "localhost"}, " sc://localhost:15002"),
-        ({"SPARK_CONNECT_HOST": "localhost", "SPARK_MASTER": "local[2]"}, "local[2] "),  # set: kept
+        ({"SPARK_CLUSTER_HOST": "localhost"}, ("spark://localhost:7077", "")),  # the spark profile's master resolves
+        ({"SPARK_CLUSTER_HOST": ABSENT}, ("", "")),  # no profile on: the settings' local[*]
+        ({"SPARK_CLUSTER_HOST": "localhost", "SPARK_MASTER": "yarn"}, ("yarn", "")),  # set: kept
+        ({"SPARK_CLUSTER_HOST": "localhost", "SPARK_REMOTE": "sc://connect:15002"}, ("", "sc://connect:15002")),
+        ({"SPARK_CONNECT_HOST": "localhost"}, ("", "sc://localhost:15002")),  # the connect profile's server resolves
+        ({"SPARK_CONNECT_HOST": "localhost", "SPARK_CLUSTER_HOST": "localhost"}, ("", "sc://localhost:15002")),
+        ({"SPARK_CONNECT_HOST": "localhost", "SPARK_MASTER": "local[2]"}, ("local[2]", "")),  # set: kept
     ],
 )
 def test_the_code_server_uses_the_spark_or_connect_profile_when_it_runs(compose, env, expected):
+    """(SPARK_MASTER, SPARK_REMOTE) as the code server's command sees them."""
     user_code = compose["services"]["user_code"]
     script = user_code["entrypoint"][-1].replace("/opt/crypto_assets/", "")
     for name in ("SPARK_MASTER", "SPARK_REMOTE"):  # empty unless the user sets them
         assert user_code["environment"][name] == f"${{{name}:-}}"
     clean = {k: v for k, v in os.environ.items() if not k.startswith("SPARK_")}
     shown = subprocess.run(
-        ["sh", str(REPO / script), "sh", "-c", 'printf "%s %s" "$SPARK_MASTER" "$SPARK_REMOTE"'],
+        ["sh", str(REPO / script), "sh", "-c", 'printf "%s\\n%s" "$SPARK_MASTER" "$SPARK_REMOTE"'],
         env={**clean, "SPARK_CONNECT_HOST": ABSENT, "SPARK_CLUSTER_HOST": ABSENT, **env},
         capture_output=True,
         text=True,
         check=True,
     )
-    assert shown.stdout == expected
+    assert tuple(shown.stdout.split("\n")) == expected
 
 
 CONNECT_CLIENT = """
