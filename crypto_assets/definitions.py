@@ -34,7 +34,8 @@ from crypto_assets.settings import resource_config
 os.environ.setdefault("DAGSTER_EMIT_PARTITION_SUBSET_IN_PLANNED_EVENTS", "true")
 
 assets = load_assets_from_modules([bronze, silver, gold, warehouse])
-# The assets computed with Spark (their kind says so): a run selecting one starts Spark early.
+# The assets computed with Spark (their kind says so): a run selecting one starts Spark early,
+# and stops it once the last of them is done.
 SPARK_ASSET_KEYS = [
     spec.key
     for definition in assets
@@ -60,7 +61,7 @@ hourly_schedule = build_schedule_from_partitioned_job(hourly_job, minute_of_hour
 # Each resource's settable fields come from the settings table (crypto_assets/settings.py).
 resources = {
     "coingecko": CoinGeckoResource(**resource_config("coingecko")),
-    "spark": SparkResource(**resource_config("spark"), prewarm_for=[key.to_user_string() for key in SPARK_ASSET_KEYS]),
+    "spark": SparkResource(**resource_config("spark"), spark_assets=[key.to_user_string() for key in SPARK_ASSET_KEYS]),
     "lakehouse": LakehouseResource(**resource_config("lakehouse")),
     "warehouse": WarehouseResource(**resource_config("warehouse")),
     "alert_webhook": AlertWebhookResource(**resource_config("alert_webhook")),

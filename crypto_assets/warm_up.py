@@ -7,7 +7,7 @@ Parquet files, Silver's plan, Silver read back, the four Gold queries — so tha
 * the archive of Spark's classes (``resources/spark_classes.py``) is made from a JVM that loaded
   what a run's loads: Parquet's reader and Gold's window and aggregate functions too, not only
   Silver's plan over rows handed over from Python (8,800 classes a run still loaded from the jars);
-* a run whose Spark steps follow a long Bronze step finds Spark warm (``SparkResource.prewarm_for``).
+* a run whose Spark steps follow a long Bronze step finds Spark warm (``SparkResource.spark_assets``).
 """
 
 from __future__ import annotations

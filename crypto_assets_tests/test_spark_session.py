@@ -1,9 +1,16 @@
 """The pipeline's Spark session (resources/spark.py) over a long run: the driver keeps a bounded
-history of finished work, so its live heap does not grow with the number of slices."""
+history of finished work, so its live heap does not grow with the number of slices; and the JVM
+is stopped once a run's last Spark step is done, so the steps after it run without its memory."""
 
 from __future__ import annotations
 
+import json
+import re
+import subprocess
+import sys
+
 from crypto_assets.resources.spark import STATUS_RETAINED
+from support import REPO
 
 
 def test_the_driver_forgets_old_jobs_and_queries_so_a_long_run_does_not_fill_its_heap(spark):
@@ -15,3 +22,47 @@ def test_the_driver_forgets_old_jobs_and_queries_so_a_long_run_does_not_fill_its
         spark.range(3).selectExpr("sum(id)").collect()
     assert len(spark.sparkContext.statusTracker().getJobIdsForGroup(None)) <= jobs
     assert spark._jsparkSession.sharedState().statusStore().executionsCount() <= queries
+
+
+# In a process of its own: the tests' shared session must not be the one stopped.
+DONE_WITH = """
+import json, os, time
+from dagster import AssetKey, build_init_resource_context
+from crypto_assets.resources.spark import SparkResource
+
+def alive(pid):
+    try:
+        os.kill(pid, 0)
+        return open(f"/proc/{pid}/stat").read().split()[2] != "Z"
+    except (ProcessLookupError, FileNotFoundError):
+        return False
+
+resource = SparkResource(master="local[1]", spark_assets=["silver", "gold/trends"])
+resource.setup_for_execution(build_init_resource_context())  # no run: every Spark asset is the run's
+jvm = resource.spark_session.sparkContext._gateway.proc.pid
+resource.done_with([AssetKey("silver")])
+after_one = alive(jvm) and resource._spark_session is not None
+resource.done_with([AssetKey(["gold", "trends"])])
+deadline = time.monotonic() + 60  # it exits on its own, while the run's next step goes on
+while alive(jvm) and time.monotonic() < deadline:
+    time.sleep(0.1)
+after_all = alive(jvm)
+restarted = resource.spark_session.range(3).count()  # a later step would get a new JVM
+resource.teardown_after_execution(None)
+print(json.dumps({"after_one": after_one, "after_all": after_all, "restarted": restarted}))
+"""
+
+
+def test_the_session_stops_once_the_runs_last_spark_asset_is_done_and_not_before():
+    done = subprocess.run(
+        [sys.executable, "-c", DONE_WITH], cwd=REPO, capture_output=True, text=True, check=True, timeout=180
+    )
+    assert json.loads(done.stdout.splitlines()[-1]) == {"after_one": True, "after_all": False, "restarted": 3}
+
+
+def test_a_graph_run_loads_the_warehouse_after_spark_has_stopped(reference_run):
+    log = reference_run["run"].stdout + reference_run["run"].stderr
+    stopped = [line.start() for line in re.finditer("Spark session stopped: no later step of this run uses it", log)]
+    assert len(stopped) == 1, "stopped once, by the last Spark step"
+    assert log.index('Started execution of step "gold_tables"') < stopped[0]
+    assert stopped[0] < log.index('Started execution of step "warehouse_star_schema"')

@@ -252,6 +252,7 @@ def gold_tables(context: AssetExecutionContext, spark: SparkResource, lakehouse:
     results = yield from publish_in_slices(
         "Gold", lakehouse.slices(SILVER, start, union_end), plan_and_commit, on_committed
     )
+    spark.done_with(context.selected_asset_keys)
     for gold in chosen:
         later = int((ends[gold] - end) / HOUR)
         if later:

@@ -303,6 +303,7 @@ def silver_market_snapshots(
     results = yield from publish_in_slices(
         "Silver", lakehouse.slices(BRONZE, start, end), plan_and_commit, on_committed
     )
+    spark.done_with(context.selected_asset_keys)
     silver_writes, quarantine_writes = [w[0] for w in writes], [w[1] for w in writes]
     yield MaterializeResult(
         asset_key=SILVER.asset_key,
