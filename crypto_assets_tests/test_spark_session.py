@@ -66,3 +66,35 @@ def test_a_graph_run_loads_the_warehouse_after_spark_has_stopped(reference_run):
     assert len(stopped) == 1, "stopped once, by the last Spark step"
     assert log.index('Started execution of step "gold_tables"') < stopped[0]
     assert stopped[0] < log.index('Started execution of step "warehouse_star_schema"')
+
+
+LOCAL_READ = """
+import json, subprocess, sys, tempfile
+from datetime import datetime, timezone
+import pyarrow as pa
+from crypto_assets.resources.lakehouse import LakehouseResource
+from crypto_assets.resources.spark import SparkResource
+from crypto_assets.tables import GOLD_OVERVIEW
+
+hour = datetime(2026, 1, 1, tzinfo=timezone.utc)
+lake = LakehouseResource(root=tempfile.mkdtemp())
+rows = {field.name: [None] for field in GOLD_OVERVIEW.arrow_schema}
+rows.update(ingest_hour=[hour], ingest_date=["2026-01-01"], vs_currency=["usd"], coins_tracked=[1])
+lake.write_window(GOLD_OVERVIEW, pa.table(rows, schema=GOLD_OVERVIEW.arrow_schema), hour, hour.replace(hour=1), "run")
+resource = SparkResource(master="local[1]")
+spark = resource.spark_session
+count = lake.read_window(spark, GOLD_OVERVIEW, hour, hour.replace(hour=1)).count()
+jvm = spark.sparkContext._gateway.proc.pid
+children = subprocess.run(["ps", "--ppid", str(jvm), "-o", "args="], capture_output=True, text=True).stdout
+resource.teardown_after_execution(None)
+print(json.dumps({"rows": count, "python_daemons": children.count("pyspark.daemon")}))
+"""
+
+
+def test_a_session_reading_a_local_lake_starts_no_python_workers():
+    """Spark's Python data-source lookup (a daemon and a worker, 0.1 GB) starts only for the
+    object-store reader, which the S3 and Azure tests exercise."""
+    done = subprocess.run(
+        [sys.executable, "-c", LOCAL_READ], cwd=REPO, capture_output=True, text=True, check=True, timeout=180
+    )
+    assert json.loads(done.stdout.splitlines()[-1]) == {"rows": 1, "python_daemons": 0}

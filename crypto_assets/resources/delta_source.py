@@ -9,11 +9,18 @@ through the driver, and no credential travels in the query plan.
 
 Works the same under Spark Connect and on a cluster: the executors' Python (``PYSPARK_PYTHON``)
 must have this package installed, as it has pyarrow and obstore.
+
+A session gets it on its first object-store read (``registered_in``), not when it starts: registering
+a Python data source makes Spark look up every installed one in a Python daemon and worker that
+then stay for the session (0.1 GB of memory, a second of CPU at the start), which a lake on local
+disk never needs.
 """
 
 from __future__ import annotations
 
 import json
+import threading
+import weakref
 from datetime import datetime
 from typing import Iterator
 
@@ -21,6 +28,8 @@ from pyspark.sql.datasource import DataSource, DataSourceReader, InputPartition
 from pyspark.sql.types import StructType
 
 NAME = "crypto_delta_files"
+_registered: weakref.WeakSet = weakref.WeakSet()  # the sessions that have it
+_registering = threading.Lock()
 
 
 class _File(InputPartition):
@@ -71,3 +80,12 @@ class _Reader(DataSourceReader):
         if "ingest_date" in target.names:  # the partition column lives in the path, not the file
             rows = rows.append_column("ingest_date", pc.strftime(rows.column("ingest_hour"), format="%Y-%m-%d"))
         yield from rows.select(target.names).cast(target).to_batches()
+
+
+def registered_in(spark) -> str:
+    """The source's format name, registered with the session ``spark`` if it was not yet."""
+    with _registering:
+        if spark not in _registered:
+            spark.dataSource.register(DeltaFilesSource)
+            _registered.add(spark)
+    return NAME

@@ -384,11 +384,12 @@ class LakehouseResource(ConfigurableResource):
         from pyspark.sql import functions as F
         from pyspark.sql.pandas.types import from_arrow_schema
 
-        from crypto_assets.resources.delta_source import NAME
+        from crypto_assets.resources.delta_source import registered_in
 
         if not self.lake_root.is_local:
             window = {"files": json.dumps(files), "start": start.isoformat(), "end": end.isoformat()}
-            frame = spark.read.format(NAME).schema(from_arrow_schema(table.arrow_schema)).options(**window).load()
+            source = spark.read.format(registered_in(spark)).schema(from_arrow_schema(table.arrow_schema))
+            frame = source.options(**window).load()
             return frame.select(*table.arrow_schema.names)
         physical = pa.schema([f for f in table.arrow_schema if f.name != "ingest_date"])
         frame = spark.read.schema(from_arrow_schema(physical)).parquet(*files)  # no job to infer it

@@ -1,10 +1,12 @@
-"""The Spark session: one per run (the in-process executor runs every step in it), stopped at the end.
+"""The Spark session: one per run (the in-process executor runs every step in it), stopped after
+the run's last Spark step.
 
 Local mode by default, sized for the machine; ``SPARK_MASTER`` points it at a cluster
 (``spark://``, ``k8s://``, ``yarn``) and ``SPARK_REMOTE`` at a Spark Connect server (``sc://``).
 Nothing here or in the transforms uses ``sparkContext`` or RDDs, which Spark Connect does not
-have. Every session registers the data source that reads Delta snapshots on the executors
-(``delta_source.py``); executors run ``PYSPARK_PYTHON``, by default this Python (the project's).
+have. A session reading an object-store lake registers the data source that reads Delta snapshots
+on the executors (``delta_source.py``); executors run ``PYSPARK_PYTHON``, by default this Python
+(the project's).
 """
 
 from __future__ import annotations
@@ -194,28 +196,32 @@ class SparkResource(LazyPySparkResource):
             self._starting = pool.submit(self._start_warm)
             pool.shutdown(wait=False)
 
-    def _start_warm(self) -> None:
+    def _start_warm(self) -> list[str]:
+        """Start and warm up the session in the background; what to log, for the step that asks for
+        it (a line logged outside a step, before the first one, would reach no run log)."""
         from crypto_assets.warm_up import warm_up
 
-        self._start()
+        notes = [self._start()]
         if self._wanted.is_set():  # a step is already waiting: its own query warms the JVM up
-            return
+            return notes
         started = time.monotonic()
         warm_up(self._spark_session)
-        log.info("Spark warmed up in the background in %.1f s", time.monotonic() - started)
+        return [*notes, f"Spark warmed up in the background in {time.monotonic() - started:.1f} s"]
 
     def _init_session(self) -> None:
         self._wanted.set()
+        notes = []
         if self._starting is not None:
             starting, self._starting = self._starting, None
-            starting.result()  # a failed start fails the step that needs Spark, with its own error
+            notes = starting.result()  # a failed start fails the step that needs Spark, with its own error
         if self._spark_session is None:
-            self._start()
+            notes.append(self._start())
+        for note in notes:
+            log.info(note)
 
-    def _start(self) -> None:
+    def _start(self) -> str:
+        """Start the session; a line saying how."""
         from pyspark.sql import SparkSession
-
-        from crypto_assets.resources.delta_source import DeltaFilesSource
 
         started = time.monotonic()
         self._own_jvm = not self.remote and _local_jvm() is None  # not one the process already had
@@ -227,13 +233,8 @@ class SparkResource(LazyPySparkResource):
         for key, value in self._builder_config().items():
             builder = builder.config(key, value)
         self._spark_session = builder.getOrCreate()
-        self._spark_session.dataSource.register(DeltaFilesSource)
-        log.info(
-            "Spark session started (%s) in %.1f s%s",
-            self.remote or self.master,
-            time.monotonic() - started,
-            "" if self.remote else ", " + self._jvm_note(),
-        )
+        how = "" if self.remote else ", " + self._jvm_note()
+        return f"Spark session started ({self.remote or self.master}) in {time.monotonic() - started:.1f} s{how}"
 
     def _jvm_note(self) -> str:
         jit = f"a run of {self._run_hours} h: the JVM's quick compiler only, " if self._quick_jit() else ""
