@@ -179,7 +179,7 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "SPARK_QUICK_JIT_HOURS", 24,
-        "runs of at most this many hours compile with the JVM's quick compiler only (seconds off a short run; a long backfill needs the optimising one); 0: never",
+        "runs of at most this many hours compile with the JVM's quick compiler only (seconds off a short run; a long backfill needs the optimising one); longer runs also keep the driver's heap lean; 0: never",
         whole(0), ("spark", "quick_jit_hours"),
     ),
     Setting(

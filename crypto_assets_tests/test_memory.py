@@ -4,9 +4,11 @@ the heap measured is only this test's."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
+from crypto_assets.memory import ARENAS
 from support import REPO
 
 SCRIPT = """
@@ -66,3 +68,43 @@ def test_delta_rs_hands_a_commits_freed_memory_back_at_once():
     figures = json.loads(done.stdout.splitlines()[-1])
     # jemalloc's default (freed pages kept 10 s) leaves about 60 MB here; returned at once, about 5
     assert figures["after"] - figures["before"] < 25, figures
+
+
+ARENAS_SCRIPT = """
+import ctypes, ctypes.util, json, os, tempfile, threading
+import crypto_assets  # the graph's process: glibc's arenas are limited on import
+
+def allocate():
+    kept.append(bytearray(20_000))  # malloc'd (over pymalloc's 512 bytes, under mmap's threshold)
+    together.wait()  # a thread's arena goes to the next new thread once it ends
+
+kept, together = [], threading.Barrier(8)
+threads = [threading.Thread(target=allocate) for _ in range(8)]  # each would get an arena of its own
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+libc = ctypes.CDLL(ctypes.util.find_library("c"))
+libc.fopen.restype = ctypes.c_void_p
+with tempfile.NamedTemporaryFile() as report:
+    stream = libc.fopen(report.name.encode(), b"w")
+    libc.malloc_info(0, ctypes.c_void_p(stream))
+    libc.fclose(ctypes.c_void_p(stream))
+    arenas = open(report.name).read().count("<heap nr=")
+print(json.dumps({"arenas": arenas}))
+"""
+
+
+def test_the_processs_threads_share_two_malloc_arenas():
+    """What one thread frees, another can reuse (glibc's default: up to eight arenas a core)."""
+    environment = {name: value for name, value in os.environ.items() if name != "MALLOC_ARENA_MAX"}
+    done = subprocess.run(
+        [sys.executable, "-c", ARENAS_SCRIPT],
+        cwd=REPO,
+        env=environment,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    assert json.loads(done.stdout.splitlines()[-1]) == {"arenas": ARENAS}

@@ -1,7 +1,8 @@
 """The driver JVM's options. The archive of Spark's classes: every session of a set-up machine maps
 the one `make setup` made, and none ever maps an archive that is stale or damaged (a JVM crashes
 on those). The collector: serial for a small heap, unless the user names one. The compiler: the
-JVM's quick one alone for a short run, both for a long backfill, unless the user names one."""
+JVM's quick one alone for a short run, both for a long backfill, unless the user names one. The
+heap: lean for a long backfill, the user's own settings last."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from dagster import asset, materialize
 
 from crypto_assets.partitions import HOUR, RANGE_TAGS, current_hour, hourly_partitions, partition_key, run_hours
 from crypto_assets.resources import spark_classes
-from crypto_assets.resources.spark import QUICK_JIT, SparkResource
+from crypto_assets.resources.spark import LEAN_HEAP, QUICK_JIT, SparkResource
 from support import unavailable
 
 
@@ -66,6 +67,15 @@ def test_a_short_run_compiles_with_the_quick_compiler_alone_and_a_long_backfill_
     assert QUICK_JIT not in own and "-XX:TieredStopAtLevel=4" in own
     assert "TieredStopAtLevel" not in java_options(SparkResource())  # outside a run: no window known
     assert run_hours({}) is None
+
+
+def test_a_long_backfill_keeps_a_lean_heap_and_the_users_heap_options_win():
+    lean = " ".join(LEAN_HEAP)
+    assert lean not in options_in_a_run(SparkResource(), 24)  # starting small costs a short run time
+    assert lean in options_in_a_run(SparkResource(), 25)
+    own = options_in_a_run(SparkResource(java_options="-Xms256m"), 25)
+    assert own.index("-Xms256m") > own.index(lean)  # the JVM takes an option's last value
+    assert lean not in java_options(SparkResource())  # outside a run: no window known
 
 
 @pytest.fixture
