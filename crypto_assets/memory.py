@@ -27,17 +27,19 @@ ARENAS = 2
 _M_ARENA_MAX = -8  # mallopt's parameter number in glibc's malloc.h
 
 
-def _glibc(function: str):
-    """A function of glibc's malloc, or None where the C library has none (musl, macOS)."""
+def _glibc():
+    """The C library, looked up once (``find_library`` runs ``ldconfig``), or None if not found."""
     name = ctypes.util.find_library("c")
     try:
-        return getattr(ctypes.CDLL(name), function) if name else None
-    except (OSError, AttributeError):
+        return ctypes.CDLL(name) if name else None
+    except OSError:
         return None
 
 
-_MALLOC_TRIM = _glibc("malloc_trim")
-_MALLOPT = _glibc("mallopt")
+_LIBC = _glibc()
+# glibc's malloc functions, or None where the C library has none (musl, macOS)
+_MALLOC_TRIM = getattr(_LIBC, "malloc_trim", None)
+_MALLOPT = getattr(_LIBC, "mallopt", None)
 
 
 def limit_arenas() -> None:
