@@ -41,10 +41,11 @@ def landed_captures_of(lakehouse: LakehouseResource, start: datetime, end: datet
 def unfinished_captures(lakehouse: LakehouseResource, start: datetime, end: datetime) -> list[Capture]:
     """The captures of the window that were landed but not (wholly) committed: their run died
     in between. They are history already fetched, to append, not to fetch again."""
-    delta = lakehouse.delta_table(BRONZE)
+    landed = landed_captures_of(lakehouse, start, end)
+    with lakehouse.latest(BRONZE) as bronze:
+        committed_parts = {capture_id: parts_committed(bronze, capture_id) for capture_id in landed}
     unfinished = []
-    for capture_id in landed_captures_of(lakehouse, start, end):
-        committed = parts_committed(delta, capture_id)
+    for capture_id, committed in committed_parts.items():
         if committed and capture_id.startswith(SNAPSHOT_ROOT):
             continue  # a snapshot is one part: no manifest to read
         capture = Capture(capture_id, lakehouse.landing.manifest(capture_id))
@@ -93,7 +94,9 @@ class Appended:
 
 def append_capture_parts(lakehouse: LakehouseResource, capture: Capture, run_id: str, appended: Appended) -> None:
     """Append the parts of ``capture`` Bronze does not hold yet, one commit each, in order."""
-    for part in range(parts_committed(lakehouse.delta_table(BRONZE), capture.capture_id) + 1, capture.parts + 1):
+    with lakehouse.latest(BRONZE) as bronze:
+        first = parts_committed(bronze, capture.capture_id) + 1
+    for part in range(first, capture.parts + 1):
         rows = capture.part_rows(part, lakehouse.landing)
         lakehouse.append_capture(BRONZE, rows, capture.capture_id, run_id, part)
         appended.add(capture, part, rows)

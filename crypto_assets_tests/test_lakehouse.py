@@ -267,6 +267,26 @@ def test_a_writer_that_lost_the_race_for_its_hours_gets_a_conflict_and_writes_no
     assert coins_by_hour(lake) == {hour(0): 10, hour(1): 20}
 
 
+def test_a_table_kept_open_for_reading_sees_what_another_run_committed_and_never_moves_a_pin(lake):
+    """A run reads each table through one open table (``latest``), brought up to date on each use:
+    it must see another run's commits, while a pin taken before them still conflicts."""
+    other_run = LakehouseResource(root=lake.root)
+    other_run.write_window(GOLD_OVERVIEW, overview_rows(range(2), coins=10), hour(0), hour(2), "other-0")
+    assert coins_by_hour(lake) == {hour(0): 10, hour(1): 10}
+    with lake.latest(GOLD_OVERVIEW) as opened:
+        assert opened is not None and opened.version() == 1
+    pin = lake.pin(GOLD_OVERVIEW)
+
+    other_run.write_window(GOLD_OVERVIEW, overview_rows([1], coins=20), hour(1), hour(2), "other-1")
+    assert coins_by_hour(lake) == {hour(0): 10, hour(1): 20}
+    assert lake.table_version(GOLD_OVERVIEW) == 2
+    with lake.latest(GOLD_OVERVIEW) as still_open:
+        assert still_open is opened  # brought up to date, not opened again
+    with pytest.raises(WindowConflict, match="another run committed first"):
+        lake.write_window(GOLD_OVERVIEW, overview_rows([1], coins=30), hour(1), hour(2), "me", base=pin)
+    assert coins_by_hour(lake) == {hour(0): 10, hour(1): 20}
+
+
 def test_replanning_recomputes_on_the_fresh_snapshot_and_gives_up_with_a_clear_message(lake):
     lake.write_window(GOLD_OVERVIEW, overview_rows([0], coins=10), hour(0), hour(1), "run-0")
     attempts = []

@@ -12,15 +12,20 @@ docs/deployment.md); Spark reads a snapshot's Parquet files directly. Two kinds 
 Every table collects file statistics on ``ingest_hour`` and its key
 (``delta.dataSkippingStatsColumns``), and every predicate bounds ``ingest_date`` too, so a
 write reads only the files of its hours and writers of different hours never conflict.
+
+Reads go through ``latest``: one open table per table and run, brought up to date before each
+read. A pin is always opened on its own, so nothing but its own commit moves it.
 """
 
 from __future__ import annotations
 
 import json
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, TypeVar
+from typing import TYPE_CHECKING, Callable, Iterator, TypeVar
 
 import obstore
 import pyarrow as pa
@@ -29,7 +34,7 @@ import pyarrow.dataset as pads
 from dagster import ConfigurableResource, get_dagster_logger
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from deltalake.exceptions import CommitFailedError, TableNotFoundError
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
 from crypto_assets.partitions import hour_label, hours_in, iso_utc_seconds, window_label, window_slices
 from crypto_assets.resources import lake_files
@@ -173,6 +178,10 @@ class LakehouseResource(ConfigurableResource):
         "range (memory does not grow with the window); a year and a day.",
     )
 
+    # Tables open for reading, by path (see ``latest``); a run has its own copy of the resource.
+    _read_tables: dict[str, DeltaTable] = PrivateAttr(default_factory=dict)
+    _read_lock: threading.RLock = PrivateAttr(default_factory=threading.RLock)
+
     @property
     def lake_root(self) -> LakeRoot:
         return LakeRoot.parse(self.root)
@@ -198,10 +207,30 @@ class LakehouseResource(ConfigurableResource):
         return self.lake_root.join(table.schema_name, table.name)
 
     def delta_table(self, table: LakeTable) -> DeltaTable | None:
+        """The table opened now, at its latest version (None if it does not exist yet)."""
         try:
             return DeltaTable(self.table_uri(table))
         except TableNotFoundError:
             return None
+
+    @contextmanager
+    def latest(self, table: LakeTable) -> Iterator[DeltaTable | None]:
+        """The table at its latest version, to read during the block (None if it does not exist yet).
+
+        The table stays open for the run and is brought up to date on each use: with a year of
+        history, opening Bronze replays a checkpoint of 6,550 files (about 80 ms), while bringing
+        an open table up to date reads only the commits since (1–5 ms), and a run reads each table
+        a dozen times or more. Never plan a write on it: use ``pin``.
+        """
+        with self._read_lock:
+            delta = self._read_tables.get(table.path)
+            if delta is None:
+                delta = self.delta_table(table)
+                if delta is not None:
+                    self._read_tables[table.path] = delta
+            else:
+                delta.update_incremental()
+            yield delta
 
     def pin(self, table: LakeTable) -> Pin:
         """The table's current snapshot, to plan a write on. A missing table is created empty
@@ -325,8 +354,8 @@ class LakehouseResource(ConfigurableResource):
         )
 
     def _window_files(self, table: LakeTable, start: datetime, end: datetime) -> list[str]:
-        delta = self.delta_table(table)
-        return delta.file_uris(file_pruning_predicate=_date_predicate(start, end)) if delta else []
+        with self.latest(table) as delta:
+            return delta.file_uris(file_pruning_predicate=_date_predicate(start, end)) if delta else []
 
     def read_window_arrow(
         self, table: LakeTable, start: datetime, end: datetime, columns: list[str] | None = None
@@ -398,8 +427,8 @@ class LakehouseResource(ConfigurableResource):
         return frame.select(*table.arrow_schema.names)
 
     def table_version(self, table: LakeTable) -> int | None:
-        delta = self.delta_table(table)
-        return None if delta is None else delta.version()
+        with self.latest(table) as delta:
+            return None if delta is None else delta.version()
 
     # ---- landing files ------------------------------------------------------------------
 
