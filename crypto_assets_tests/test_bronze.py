@@ -99,8 +99,12 @@ def test_a_past_hour_already_snapshotted_is_reused_by_a_backfill_not_replaced_by
     now = current_hour()
     assert capture(lake, simulator.base_url, now).success
     before = lake.read_window_arrow(BRONZE, now, now + HOUR)
-    # a backfill whose range ends with the hour the schedule just captured
-    assert capture(lake, simulator.base_url, now - 2 * HOUR, now + HOUR).success
+    # a backfill whose range ends with the hour the schedule just captured, over a week back
+    # (Bronze's hours are counted a week at a time: the captured hour is not in the first week)
+    backfill = capture(lake, simulator.base_url, now - 200 * HOUR, now + HOUR)
+    assert backfill.success
+    [bronze] = backfill.get_step_success_events()
+    assert backfill.asset_materializations_for_node(bronze.step_key)[0].metadata["hours_reused"].value == 1
     after = lake.read_window_arrow(BRONZE, now, now + HOUR)
     assert after.equals(before) and set(after.column("source").to_pylist()) == {"snapshot"}
 
