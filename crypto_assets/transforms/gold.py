@@ -23,7 +23,7 @@ from crypto_assets.tables import (
     MARKET_CAP_TIERS,
     LakeTable,
 )
-from crypto_assets.transforms.sql import double
+from crypto_assets.transforms.sql import INGEST_DATE, double
 
 VOLATILITY_LOOKBACK_HOURS = 23  # the trailing 24 h window includes the hour itself
 TRENDS_LOOKBACK_HOURS = 168  # 7 d moving average + the price exactly 7 d earlier
@@ -115,10 +115,11 @@ def _stable_sum(column: str) -> str:
 def _query(
     table: LakeTable, source: str, silver: DataFrame, computed: dict[str, str] | None = None, **args
 ) -> DataFrame:
-    """``SELECT`` the columns of ``table`` in its order (those in ``computed`` as their SQL) from
-    ``source``, a query over ``{silver}``; ``args`` fill its ``:name`` markers. One statement, so
-    Spark is asked once per table, not once per column expression."""
-    computed = computed or {}
+    """``SELECT`` the columns of ``table`` in its order (those in ``computed`` as their SQL, and
+    ``ingest_date`` from ``ingest_hour``) from ``source``, a query over ``{silver}``; ``args`` fill
+    its ``:name`` markers. One statement, so Spark is asked once per table, not once per column
+    expression."""
+    computed = {"ingest_date": INGEST_DATE, **(computed or {})}
     columns = ", ".join(
         f"{computed[name]} AS {name}" if name in computed else name for name in table.arrow_schema.names
     )
@@ -128,7 +129,7 @@ def _query(
 def market_overview(silver: DataFrame) -> DataFrame:
     """One row per hour: totals, BTC/ETH dominance (% of the total cap) and market breadth."""
     hourly = f"""
-        SELECT ingest_hour, ingest_date,
+        SELECT ingest_hour,
             -- Normally one currency; several are listed ("eur,usd") so a check can catch the mix.
             array_join(array_sort(collect_set(vs_currency)), ',') AS vs_currency,
             count(coin_id) AS coins_tracked,
@@ -140,7 +141,7 @@ def market_overview(silver: DataFrame) -> DataFrame:
             count(CASE WHEN price_change_percentage_24h < 0 THEN 1 END) AS decliners,
             count(CASE WHEN is_high_volume THEN 1 END) AS high_volume_coins,
             count(CASE WHEN is_stale THEN 1 END) AS stale_coins
-        FROM {{silver}} GROUP BY ingest_hour, ingest_date"""
+        FROM {{silver}} GROUP BY ingest_hour"""
     return _query(
         GOLD_OVERVIEW,
         hourly,
@@ -161,7 +162,7 @@ def market_distribution(silver: DataFrame) -> DataFrame:
     )
     names = ", ".join(f"'{name}'" for name, _ in (*MARKET_CAP_TIERS, ("unknown", None)))
     tiers = f"""
-        SELECT ingest_hour, ingest_date, market_cap_tier, tier_order,
+        SELECT ingest_hour, market_cap_tier, tier_order,
             count(coin_id) AS coin_count,
             {_stable_sum("market_cap")} AS total_market_cap,
             {_stable_sum("total_volume")} AS total_volume
@@ -169,7 +170,7 @@ def market_distribution(silver: DataFrame) -> DataFrame:
             SELECT *, element_at(array({names}), tier_order) AS market_cap_tier
             FROM (SELECT *, CAST(CASE WHEN market_cap IS NULL THEN {len(MARKET_CAP_TIERS) + 1} {tier_order} END AS INT)
                             AS tier_order FROM {{silver}}))
-        GROUP BY ingest_hour, ingest_date, market_cap_tier, tier_order"""
+        GROUP BY ingest_hour, market_cap_tier, tier_order"""
     hour_totals = f"""
         SELECT ingest_hour, {_stable_sum("market_cap")} AS _hour_cap, {_stable_sum("total_volume")} AS _hour_volume
         FROM {{silver}} GROUP BY ingest_hour"""
