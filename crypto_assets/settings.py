@@ -150,8 +150,9 @@ SETTINGS: tuple[Setting, ...] = (
     ),
     Setting(
         "CRYPTO_SLICE_ROWS", 50_000,
-        "and at most this many rows of the table it reads (an hour holding more is a slice of its own): a slice's "
-        "memory, the same at 1,000 coins or every coin",
+        "and at most this many rows of the table it reads (Gold three times as many: each of its slices reads the "
+        "week before it again; an hour holding more is a slice of its own): a slice's memory, the same at 1,000 "
+        "coins or every coin",
         whole(1), ("lakehouse", "slice_rows"),
     ),
     Setting(

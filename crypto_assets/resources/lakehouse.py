@@ -166,8 +166,8 @@ class LakehouseResource(ConfigurableResource):
     slice_rows: int = Field(
         default=50_000,
         ge=1,
-        description="CRYPTO_SLICE_ROWS: and at most this many rows of the table a slice reads (an hour holding "
-        "more is a slice of its own), so a slice's memory is the same at 1,000 coins or every coin, for a week of "
+        description="CRYPTO_SLICE_ROWS: and at most this many rows of the table a slice reads (a step may take a "
+        "multiple: ``slices``' rows_factor; an hour holding more is a slice of its own), so a slice's memory is the same at 1,000 coins or every coin, for a week of "
         "hourly points or months of daily ones.",
     )
 
@@ -390,14 +390,19 @@ class LakehouseResource(ConfigurableResource):
             counts.update(rows_per_hour(hours, week_start, week_end))
         return counts
 
-    def slices(self, source: LakeTable, start: datetime, end: datetime) -> list[tuple[datetime, datetime]]:
+    def slices(
+        self, source: LakeTable, start: datetime, end: datetime, rows_factor: int = 1
+    ) -> list[tuple[datetime, datetime]]:
         """[start, end) cut into the slices a step computes, checks and commits one at a time: at
-        most ``slice_hours`` hours and ``slice_rows`` rows of ``source`` (the table it reads) each."""
-        return self.cut(start, end, self.hour_counts(source, start, end))
+        most ``slice_hours`` hours and ``rows_factor`` × ``slice_rows`` rows of ``source`` (the
+        table it reads) each."""
+        return self.cut(start, end, self.hour_counts(source, start, end), rows_factor)
 
-    def cut(self, start: datetime, end: datetime, counts: dict[str, int]) -> list[tuple[datetime, datetime]]:
+    def cut(
+        self, start: datetime, end: datetime, counts: dict[str, int], rows_factor: int = 1
+    ) -> list[tuple[datetime, datetime]]:
         """``slices`` of [start, end) from rows per hour label already counted."""
-        return window_slices(start, end, self.slice_hours, counts, self.slice_rows)
+        return window_slices(start, end, self.slice_hours, counts, self.slice_rows * rows_factor)
 
     def last_hour(self, table: LakeTable, start: datetime, end: datetime) -> datetime | None:
         """The latest hour in [start, end) that has rows, or None."""
