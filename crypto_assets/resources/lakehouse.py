@@ -167,8 +167,8 @@ class LakehouseResource(ConfigurableResource):
         default=50_000,
         ge=1,
         description="CRYPTO_SLICE_ROWS: and at most this many rows of the table a slice reads (a step may take a "
-        "multiple: ``slices``' rows_factor; an hour holding more is a slice of its own), so a slice's memory is the same at 1,000 coins or every coin, for a week of "
-        "hourly points or months of daily ones.",
+        "multiple: ``slices``' rows_factor; an hour holding more is a slice of its own), so a slice's memory is the "
+        "same at 1,000 coins or every coin, for a week of hourly points or months of daily ones.",
     )
 
     max_hours_per_run: int = Field(
