@@ -24,6 +24,8 @@ WINDOW_COLUMNS: tuple[ColumnSpec, ...] = (
     ("ingest_hour", TS, "UTC start of the hour the row belongs to: the Dagster partition (ingestion hour)."),
     ("ingest_date", pa.string(), "UTC date of ingest_hour, YYYY-MM-DD: the Delta partition column."),
 )
+# Spark SQL deriving ``ingest_date`` from ``ingest_hour`` (Spark reads it from no file: it lives in the path).
+INGEST_DATE_SQL = "date_format(ingest_hour, 'yyyy-MM-dd')"
 
 
 @dataclass(frozen=True)

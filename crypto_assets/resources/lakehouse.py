@@ -40,7 +40,7 @@ from crypto_assets.partitions import hour_label, hours_in, iso_utc_seconds, wind
 from crypto_assets.resources import lake_files
 from crypto_assets.resources.lake_root import LakeRoot
 from crypto_assets.resources.landing import Landing
-from crypto_assets.tables import LakeTable
+from crypto_assets.tables import INGEST_DATE_SQL, LakeTable
 
 if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
@@ -428,7 +428,7 @@ class LakehouseResource(ConfigurableResource):
         physical = pa.schema([f for f in table.arrow_schema if f.name != "ingest_date"])
         frame = spark.read.schema(from_arrow_schema(physical)).parquet(*files)  # no job to infer it
         frame = frame.where((F.col("ingest_hour") >= F.lit(start)) & (F.col("ingest_hour") < F.lit(end)))
-        frame = frame.withColumn("ingest_date", F.date_format("ingest_hour", "yyyy-MM-dd"))
+        frame = frame.withColumn("ingest_date", F.expr(INGEST_DATE_SQL))
         return frame.select(*table.arrow_schema.names)
 
     def table_version(self, table: LakeTable) -> int | None:

@@ -20,10 +20,11 @@ from crypto_assets.tables import (
     GOLD_OVERVIEW,
     GOLD_TRENDS,
     GOLD_VOLATILITY,
+    INGEST_DATE_SQL,
     MARKET_CAP_TIERS,
     LakeTable,
 )
-from crypto_assets.transforms.sql import INGEST_DATE, double
+from crypto_assets.transforms.sql import double
 
 VOLATILITY_LOOKBACK_HOURS = 23  # the trailing 24 h window includes the hour itself
 TRENDS_LOOKBACK_HOURS = 168  # 7 d moving average + the price exactly 7 d earlier
@@ -118,8 +119,9 @@ def _query(
     """``SELECT`` the columns of ``table`` in its order (those in ``computed`` as their SQL, and
     ``ingest_date`` from ``ingest_hour``) from ``source``, a query over ``{silver}``; ``args`` fill
     its ``:name`` markers. One statement, so Spark is asked once per table, not once per column
-    expression."""
-    computed = {"ingest_date": INGEST_DATE, **(computed or {})}
+    expression. The date is derived here, at the output: a column taken from the source would travel
+    with every lookback row through a window's shuffle and sort (trends: 168 rows a coin, one kept)."""
+    computed = {"ingest_date": INGEST_DATE_SQL, **(computed or {})}
     columns = ", ".join(
         f"{computed[name]} AS {name}" if name in computed else name for name in table.arrow_schema.names
     )
