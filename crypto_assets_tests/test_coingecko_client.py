@@ -12,6 +12,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from crypto_assets.resources.coingecko import CoinGeckoError, CoinGeckoResource
+from crypto_assets.resources.coingecko.client import HISTORY_CALLS_IN_FLIGHT
 from crypto_assets.simulator import Simulator
 
 NOW = datetime(2026, 11, 25, 13, 7, 30, tzinfo=timezone.utc)
@@ -230,6 +231,60 @@ def test_history_older_than_90_days_is_daily(sim):
     history = client_for(sim).market_chart_range("bitcoin", NOW - timedelta(days=200), NOW - timedelta(days=150))
     assert len(history.pages) == 1 and len(history.prices) == 50
     assert all(ms % 86_400_000 == 0 for ms, _ in history.prices)
+
+
+@pytest.mark.parametrize(
+    ("series", "point"),
+    [
+        ("prices", None),  # [ms, true]: a JSON boolean is not a number
+        ("prices", [1764000000000, "101.5"]),
+        ("market_caps", [1764000000000, None]),
+        ("total_volumes", [1764000000000, 1, 2]),
+        ("prices", 1764000000000),
+        ("total_volumes", "missing"),
+    ],
+)
+def test_malformed_history_points_are_refused_naming_the_series(sim, series, point):
+    sim.inject("bad_points", endpoint="*", series=series, **({"point": point} if point is not None else {}))
+    with pytest.raises(CoinGeckoError, match=rf"missing or malformed '{series}'") as raised:
+        client_for(sim).market_chart_range("bitcoin", NOW - timedelta(days=2), NOW)
+    assert raised.value.page == 1 and raised.value.status == 200
+
+
+def test_whole_numbers_are_history_points(sim):
+    start = NOW - timedelta(days=2)
+    first_ms = int(start.timestamp() * 1000) + 1000  # in the range, before its first hourly point
+    sim.inject("bad_points", endpoint="*", point=[first_ms, 5])
+    history = client_for(sim).market_chart_range("bitcoin", start, NOW)
+    assert history.prices[0] == (first_ms, 5.0) and len(history.prices) == len(history.market_caps) == 48
+
+
+def test_history_calls_overlap_and_come_back_in_the_order_asked(sim):
+    client = client_for(sim, timeout_seconds=60)
+    ids = [r["id"] for r in sim.market_at(NOW)[:12]]
+    sim.inject("slow", endpoint="*", times=HISTORY_CALLS_IN_FLIGHT, delay=60)
+    results: list = []
+    fetching = threading.Thread(
+        target=lambda: results.extend(f.result() for f in client.market_chart_ranges(ids, NOW - timedelta(days=1), NOW))
+    )
+    fetching.start()
+    deadline = time.monotonic() + 20
+    while sim.held < HISTORY_CALLS_IN_FLIGHT and time.monotonic() < deadline:
+        time.sleep(0.01)
+    held = sim.release_held()  # every slow reply was in flight at once: a serial client holds one
+    fetching.join(20)
+    assert held == HISTORY_CALLS_IN_FLIGHT > 1
+    assert [history.coin_id for history in results] == ids
+
+
+def test_a_failed_history_call_stops_the_fetch(sim):
+    ids = [r["id"] for r in sim.market_at(NOW)[:40]]
+    sim.inject("key_error", endpoint="*", code=10002)
+    with pytest.raises(CoinGeckoError, match="API Key Missing"):
+        for fetched in client_for(sim).market_chart_ranges(ids, NOW - timedelta(days=1), NOW):
+            fetched.result()
+    # the failed call, those in flight beside it and the ones taken before it; never the 40
+    assert len(sim.requests) <= 2 * (HISTORY_CALLS_IN_FLIGHT + 1)
 
 
 def test_resource_validation_and_defaults():

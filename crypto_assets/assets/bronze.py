@@ -14,11 +14,13 @@ they arrive, then its manifest) and then appended, a part at a time, each part o
 landed by a run that died before appending all of it is found and its missing parts appended by
 the next run of its hours, instead of being fetched again. Memory holds one part, never the
 window. CoinGecko calls run in the ``coingecko`` concurrency pool: one capture at a time across
-the instance's runs.
+the instance's runs; a history capture fetches a few coins at once (``HISTORY_CALLS_IN_FLIGHT``),
+within the rate limit, and lands them in the universe's order.
 """
 
 import json
 import time
+from contextlib import closing
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Optional
@@ -126,19 +128,21 @@ def capture_history(
     )  # fmt: skip
     not_found = []
     progress = Progress(context.log, "history", len(coins), "coins")
-    for coin in coins:
-        try:
-            history = client.market_chart_range(coin["id"], hours[0], hours[-1] + HOUR)
-        except CoinGeckoError as error:
-            if error.status != 404:
-                raise
-            not_found.append(coin["id"])
-            context.log.warning(
-                "history: CoinGecko does not know coin %r (404, delisted?): its hours are a gap", coin["id"]
-            )
-        else:
-            landing.add_coin(coin, history.pages)
-        progress.advance()
+    fetching = client.market_chart_ranges((coin["id"] for coin in coins), hours[0], hours[-1] + HOUR)
+    with closing(fetching):  # an error stops the fetch at once: no coin after it is begun
+        for coin, fetched in zip(coins, fetching):
+            try:
+                history = fetched.result()
+            except CoinGeckoError as error:
+                if error.status != 404:
+                    raise
+                not_found.append(coin["id"])
+                context.log.warning(
+                    "history: CoinGecko does not know coin %r (404, delisted?): its hours are a gap", coin["id"]
+                )
+            else:
+                landing.add_coin(coin, history.pages)
+            progress.advance()
     capture = landing.finish()
     metadata = {
         "history_universe": universe_source,

@@ -109,13 +109,21 @@ class Coin:
         return self.base_price * math.exp(self.log_walk(hour))
 
     def volume(self, hour: int) -> float:
-        if self.index == ZERO_VOLUME:
-            return 0.0
-        swing = 0.6 + 0.8 * _unit("volume", self.id, hour // 24)
-        return self.price(hour) * self.supply * self.volume_ratio * swing
+        return self._volume_at(hour, self.price(hour))
 
     def market_cap(self, hour: int) -> float:
         return self.price(hour) * self.supply
+
+    def point(self, hour: int) -> tuple[float, float, float]:
+        """(price, market cap, volume) at an hour, the walk computed once for the three."""
+        price = self.price(hour)
+        return price, price * self.supply, self._volume_at(hour, price)
+
+    def _volume_at(self, hour: int, price: float) -> float:
+        if self.index == ZERO_VOLUME:
+            return 0.0
+        swing = 0.6 + 0.8 * _unit("volume", self.id, hour // 24)
+        return price * self.supply * self.volume_ratio * swing
 
 
 def _make_coin(seed: int, index: int) -> Coin:
@@ -313,9 +321,9 @@ class Market:
         ]
         prices, caps, volumes = [], [], []
         for ts in stamps:
-            hour = ts // HOUR_SECONDS
+            price, cap, volume = coin.point(ts // HOUR_SECONDS)
             ms = ts * 1000
-            prices.append([ms, coin.price(hour) * rate])
-            caps.append([ms, coin.market_cap(hour) * rate])
-            volumes.append([ms, coin.volume(hour) * rate])
+            prices.append([ms, price * rate])
+            caps.append([ms, cap * rate])
+            volumes.append([ms, volume * rate])
         return {"prices": prices, "market_caps": caps, "total_volumes": volumes}

@@ -50,7 +50,7 @@ CLOUDFLARE_PAGE = (
 )
 FAULTS = (
     "429", "500", "503", "slow", "html", "truncated", "error_object", "wrapped",
-    "drift", "string_numbers", "duplicates", "bad_values", "key_error", "missing_ids", "null_prices",
+    "drift", "string_numbers", "duplicates", "bad_values", "key_error", "missing_ids", "null_prices", "bad_points",
 )  # fmt: skip
 # The request log keeps the newest entries only, so a long-running simulator stays small.
 REQUEST_LOG_LIMIT = 10_000
@@ -283,7 +283,7 @@ class Simulator:
         elif endpoint == MARKETS:
             status, extra, body = self._markets(query, page or 1, fault)
         else:
-            status, extra, body = self._history(path or "", query)
+            status, extra, body = self._history(path or "", query, fault)
         if fault and fault.fault == "truncated" and status == 200:
             body = body[: len(body) // 2]
         return status, extra, body, delay
@@ -327,7 +327,9 @@ class Simulator:
             payload = {fault.opts.get("key", "data"): rows}
         return 200, {}, _json(payload)
 
-    def _history(self, path: str, query: dict[str, str]) -> tuple[int, dict, bytes]:
+    def _history(self, path: str, query: dict[str, str], fault: Optional[Fault]) -> tuple[int, dict, bytes]:
+        """``bad_points`` replaces the first point of ``series`` (default ``prices``) with ``point``
+        (default ``[ms, true]``), or drops the series when ``point`` is ``"missing"``."""
         matched = _HISTORY_PATH.match(path)
         assert matched, path  # respond() routes only matching paths here
         coin_id = unquote(matched.group(1))
@@ -343,7 +345,15 @@ class Simulator:
             start, end = int(float(query["from"])), int(float(query["to"]))
         except ValueError:
             return 400, {}, _json({"error": "invalid from/to"})
-        return 200, {}, _json(self.market.history(coin_id, start, end, self.clock(), vs_currency))
+        payload = self.market.history(coin_id, start, end, self.clock(), vs_currency)
+        if fault and fault.fault == "bad_points":
+            series = fault.opts.get("series", "prices")
+            point = fault.opts.get("point", [payload[series][0][0], True])
+            if point == "missing":
+                del payload[series]
+            else:
+                payload[series][0] = point
+        return 200, {}, _json(payload)
 
 
 def _int(value: Optional[str], default: int) -> int:
