@@ -137,6 +137,20 @@ def test_windows_spanning_days_read_back_from_both_partitions(lake, spark):
     assert sorted(r["ingest_hour"].replace(tzinfo=timezone.utc) for r in frame.collect()) == [hour(1), hour(2)]
 
 
+def test_spark_looks_up_a_windows_many_files_without_a_job_of_its_own(lake, spark):
+    """Above 32 files Spark's default lists them in a job (a quarter of a second a read)."""
+    for i in range(40):  # a file each
+        lake.write_window(GOLD_OVERVIEW, overview_rows([i], coins=3), hour(i), hour(i + 1), f"run-{i}")
+    assert len(lake.delta_table(GOLD_OVERVIEW).file_uris()) == 40
+    spark.sparkContext.setJobGroup("window-read", "read_window's planning")
+    try:
+        frame = lake.read_window(spark, GOLD_OVERVIEW, hour(0), hour(40))
+        planning_jobs = spark.sparkContext.statusTracker().getJobIdsForGroup("window-read")
+    finally:
+        spark.sparkContext.setLocalProperty("spark.jobGroup.id", None)
+    assert planning_jobs == [] and frame.count() == 40
+
+
 def test_spark_reads_the_current_snapshot_never_the_files_a_rewrite_removed(lake, spark):
     lake.write_window(GOLD_OVERVIEW, overview_rows(range(4), coins=10), hour(0), hour(4), "run-1")
     lake.write_window(GOLD_OVERVIEW, overview_rows([1, 2], coins=20), hour(1), hour(3), "run-2")
