@@ -147,8 +147,8 @@ class SparkResource(LazyPySparkResource):
             # default) only grew with the run: 21,800 files held over a year's backfill.
             "spark.sql.hive.filesourcePartitionFileCacheSize": "0",
             # A read naming more than 32 files (Spark's default) looked them up in a Spark job of
-            # its own: 0.19-0.33 s a read, against 0.04 s on the driver (34 to 60 Bronze files; a
-            # Silver slice of 744 hours reads about 34, Gold's week of hourly Silver 170).
+            # its own: 0.25-0.44 s a read, against 0.04-0.13 s on the driver (a Silver slice of a
+            # 744-hour backfill names about 48 Bronze files; Gold's week of hourly Silver 170).
             "spark.sql.sources.parallelPartitionDiscovery.threshold": str(DRIVER_LISTS_FILES),
         }
 

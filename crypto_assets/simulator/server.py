@@ -328,8 +328,6 @@ class Simulator:
         return 200, {}, _json(payload)
 
     def _history(self, path: str, query: dict[str, str], fault: Optional[Fault]) -> tuple[int, dict, bytes]:
-        """``bad_points`` replaces the first point of ``series`` (default ``prices``) with ``point``
-        (default ``[ms, true]``), or drops the series when ``point`` is ``"missing"``."""
         matched = _HISTORY_PATH.match(path)
         assert matched, path  # respond() routes only matching paths here
         coin_id = unquote(matched.group(1))
@@ -347,13 +345,19 @@ class Simulator:
             return 400, {}, _json({"error": "invalid from/to"})
         payload = self.market.history(coin_id, start, end, self.clock(), vs_currency)
         if fault and fault.fault == "bad_points":
-            series = fault.opts.get("series", "prices")
-            point = fault.opts.get("point", [payload[series][0][0], True])
-            if point == "missing":
-                del payload[series]
-            else:
-                payload[series][0] = point
+            _spoil_points(payload, **fault.opts)
         return 200, {}, _json(payload)
+
+
+def _spoil_points(payload: dict, series: str = "prices", point: object = None) -> None:
+    """The ``bad_points`` fault: the first point of ``series``, if it has one, replaced by ``point``
+    (default: its time with ``true`` as the value), or the series dropped if ``point`` is ``"missing"``."""
+    if not payload[series]:
+        return
+    if point == "missing":
+        del payload[series]
+    else:
+        payload[series][0] = [payload[series][0][0], True] if point is None else point
 
 
 def _int(value: Optional[str], default: int) -> int:
