@@ -449,6 +449,21 @@ def test_rollback_keeps_previous_window(wh):
     assert dump(wh) == before
 
 
+def test_a_gold_row_of_a_coin_silver_lacks_names_it_and_writes_nothing(wh):
+    load(wh, 0, 2)
+    before = dump(wh)
+    snapshot = silver(range(2, 4))
+    golds = gold(snapshot)
+    ghost = golds[GOLD_TRENDS.name].slice(3, 1).to_pylist()[0] | {"coin_id": "ghost-coin"}
+    golds[GOLD_TRENDS.name] = pa.concat_tables(
+        [golds[GOLD_TRENDS.name], pa.Table.from_pylist([ghost], schema=GOLD_TRENDS.arrow_schema)]
+    )
+    at = ghost["ingest_hour"].strftime("%Y-%m-%d %H:00")
+    with pytest.raises(WarehouseError, match=rf"gold_market_trends: coin 'ghost-coin' at {at} has no dim_coin version"):
+        wh.load_window(snapshot, golds, hour(2), hour(4))
+    assert dump(wh) == before
+
+
 def test_rows_outside_window_are_refused(wh):
     snapshot = silver(range(0, 3))
     with pytest.raises(WarehouseError, match="outside the window"):
