@@ -8,9 +8,12 @@ capture is complete when the table's transaction version equals its manifest's `
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from dagster import get_dagster_logger
 
 from crypto_assets.captures import (
@@ -72,16 +75,29 @@ class Appended:
         if capture.source == SNAPSHOT:
             self.snapshot_texts += rows.column("record_json").to_pylist()
             return
-        present = rows.group_by("coin_id").aggregate([("ingest_hour", "list")])
-        hours_of = dict(zip(present.column("coin_id").to_pylist(), present.column("ingest_hour_list").to_pylist()))
-        for entry in capture.files_of(part):  # a history part: coins' chunks
-            have = set(hours_of.get(entry["coin"]["id"], ()))
-            wanted = (capture.hours[i] for i in capture.chunk_hours(entry))
-            self.gap(entry["coin"]["id"], [hour for hour in wanted if hour not in have], len(capture.hours))
+        wanted: dict[str, list[np.ndarray]] = {}  # a history part: coins' chunks, each answering for some hours
+        for entry in capture.files_of(part):
+            wanted.setdefault(entry["coin"]["id"], []).append(capture.chunk_hours(entry))
+        # A chunk makes one row per hour it has a point for: only a coin with fewer rows than
+        # hours has a gap, and only those coins' hours are read back, as numbers (a 744-hour
+        # capture's hours as Python datetimes took 2.9 s, against 0.05 s).
+        counts = rows.group_by("coin_id").aggregate([([], "count_all")])
+        rows_of = dict(zip(counts.column("coin_id").to_pylist(), counts.column("count_all").to_pylist()))
+        short = {coin: np.concatenate(chunks) for coin, chunks in wanted.items()}
+        short = {coin: positions for coin, positions in short.items() if rows_of.get(coin, 0) < len(positions)}
+        if not short:
+            return
+        present = rows.filter(pc.is_in(rows.column("coin_id"), pa.array(list(short), pa.string())))
+        present = present.group_by("coin_id").aggregate([("ingest_hour", "list")])
+        hours_of = dict(zip(present.column("coin_id").to_pylist(), present.column("ingest_hour_list")))
+        hour_us, hours = capture.hour_ms * 1000, np.array(capture.hours, dtype=object)
+        for coin, positions in short.items():
+            have = hours_of[coin].values.cast(pa.int64()).to_numpy() if coin in hours_of else []
+            self.gap(coin, hours[positions[~np.isin(hour_us[positions], have)]], len(capture.hours))
 
-    def gap(self, coin: str, missing: list[datetime], window_hours: int) -> None:
+    def gap(self, coin: str, missing: Sequence[datetime], window_hours: int) -> None:
         """Record ``missing``, hours (in order) of a window of ``window_hours`` the coin has no point in."""
-        if not missing:
+        if not len(missing):
             return
         self.gap_hours += len(missing)
         self._missing_per_coin[coin] = self._missing_per_coin.get(coin, 0) + len(missing)
