@@ -9,10 +9,12 @@ import os
 
 import pyarrow.compute as pc
 import pytest
-from dagster import AssetRecordsFilter, DagsterInstance
+from dagster import AssetRecordsFilter, DagsterInstance, MaterializeResult, asset
+from dagster import materialize as materialize_in_process
 
+from crypto_assets.assets import common
 from crypto_assets.definitions import defs
-from crypto_assets.partitions import HOUR, current_hour, hour_label, partition_key
+from crypto_assets.partitions import HOUR, RANGE_TAGS, current_hour, hour_label, hourly_partitions, partition_key
 from crypto_assets.resources.lakehouse import LakehouseResource, rows_per_hour
 from crypto_assets.resources.warehouse import WarehouseResource
 from crypto_assets.tables import BRONZE, GOLD_TABLES, QUARANTINE, SILVER
@@ -129,6 +131,36 @@ def test_each_hour_of_a_range_run_has_its_own_row_count_and_the_newest_the_previ
             spec = next(spec for spec in defs.resolve_all_asset_specs() if spec.key == table.asset_key)
             names = [column.name for column in spec.metadata["dagster/column_schema"].columns]
             assert names == table.arrow_schema.names, table.path
+
+
+@pytest.mark.parametrize(("cap", "counted"), [(3, True), (2, False)])
+def test_hours_get_their_own_row_counts_only_in_runs_up_to_the_cap(monkeypatch, tmp_path, cap, counted):
+    """Dagster's per-hour metadata costs the square of the hours (120 s for Gold at a year)."""
+    monkeypatch.setattr(common, "ROW_COUNT_HOURS", cap)
+    lakehouse = LakehouseResource(root=str(tmp_path))
+    last = current_hour() - HOUR
+    hours = [last - 2 * HOUR, last - HOUR, last]
+
+    @asset(key=SILVER.asset_key, partitions_def=hourly_partitions, backfill_policy=common.BACKFILL_POLICY)
+    def probe(context) -> MaterializeResult:
+        rows = {hour_label(hour): i + 1 for i, hour in enumerate(hours)}
+        return MaterializeResult(metadata=common.table_metadata(context, SILVER, lakehouse, 0, rows, {}))
+
+    tags = dict(zip(RANGE_TAGS, [partition_key(hours[0]), partition_key(last)]))
+    with DagsterInstance.ephemeral() as instance:
+        assert materialize_in_process([probe], instance=instance, tags=tags).success
+        records = instance.fetch_materializations(SILVER.asset_key, limit=10).records
+    counts = {
+        r.asset_materialization.partition: r.asset_materialization.metadata.get("dagster/row_count") for r in records
+    }
+    assert set(counts) == {partition_key(hour) for hour in hours}
+    if counted:
+        assert {key: value.value for key, value in counts.items()} == {
+            partition_key(h): i + 1 for i, h in enumerate(hours)
+        }
+    else:
+        assert set(counts.values()) == {None}
+    assert all(r.asset_materialization.metadata["rows_in_window"].value == 6 for r in records)
 
 
 def test_the_warehouse_holds_exactly_the_lakehouse_rows(pipeline):
