@@ -108,22 +108,17 @@ class Coin:
     def price(self, hour: int) -> float:
         return self.base_price * math.exp(self.log_walk(hour))
 
-    def volume(self, hour: int) -> float:
-        return self._volume_at(hour, self.price(hour))
-
     def market_cap(self, hour: int) -> float:
         return self.price(hour) * self.supply
 
     def point(self, hour: int) -> tuple[float, float, float]:
         """(price, market cap, volume) at an hour, the walk computed once for the three."""
         price = self.price(hour)
-        return price, price * self.supply, self._volume_at(hour, price)
-
-    def _volume_at(self, hour: int, price: float) -> float:
-        if self.index == ZERO_VOLUME:
-            return 0.0
-        swing = 0.6 + 0.8 * _unit("volume", self.id, hour // 24)
-        return price * self.supply * self.volume_ratio * swing
+        volume = 0.0
+        if self.index != ZERO_VOLUME:
+            swing = 0.6 + 0.8 * _unit("volume", self.id, hour // 24)
+            volume = price * self.supply * self.volume_ratio * swing
+        return price, price * self.supply, volume
 
 
 def _make_coin(seed: int, index: int) -> Coin:
@@ -238,8 +233,7 @@ class Market:
         return [self._record(c, hour, rank, timeframes, rate) for c, rank in zip(ordered, ranks)]
 
     def _record(self, coin: Coin, hour: int, rank: int, timeframes: tuple[str, ...], rate: float) -> dict:
-        price = coin.price(hour) * rate
-        cap = coin.market_cap(hour) * rate
+        price, cap, volume = (value * rate for value in coin.point(hour))
         day = [coin.price(h) * rate for h in range(hour - 24, hour + 1)]
         cap_24h_ago = coin.market_cap(hour - 24) * rate
         stale = coin.stale_hours > 0
@@ -276,7 +270,7 @@ class Market:
             "market_cap": _intish(cap),
             "market_cap_rank": rank,
             "fully_diluted_valuation": fdv,
-            "total_volume": 0.0 if coin.index == ZERO_VOLUME else _intish(coin.volume(hour) * rate),
+            "total_volume": 0.0 if coin.index == ZERO_VOLUME else _intish(volume),
             "high_24h": None if stale else _round_price(max(day)),
             "low_24h": None if stale else _round_price(min(day)),
             "price_change_24h": None if stale else float(f"{price - day[0]:.6g}"),
